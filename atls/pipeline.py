@@ -1,0 +1,225 @@
+"""parse -> verify -> bind -> evaluate, over a registry of evidence formats.
+
+:class:`AttestationVerifier` is what a TLS client holds: given the peer's certificate
+(DER), the client nonce and the time, it returns :class:`~atls.policy.Accepted` or raises
+an :class:`~atls.errors.AttestationError`. It does no I/O: trust anchors, collateral and
+time are inputs, and the TLS layer sees only this object (it knows no platform).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from atls import binding as _binding
+from atls.collateral._bundle import Collateral
+from atls.errors import (
+    EvidenceParseError,
+    UnsupportedEvidenceError,
+    VerificationError,
+)
+from atls.evidence import EvidenceFormat, Verified
+from atls.policy import Accepted, Policy
+from atls.trust import TrustStore
+from atls.x509ext import (
+    EVIDENCE_OID,
+    STAPLED_COLLATERAL_OID,
+    decode_collateral,
+    decode_evidence,
+    spki_der,
+)
+
+__all__ = [
+    "AttestationVerifier",
+    "CertificateVerifier",
+    "ParsedCertificate",
+    "builtin_formats",
+    "check_leaf",
+    "parse_certificate",
+    "verify_evidence",
+]
+
+MAX_CERTIFICATE = 1 << 20
+
+
+class CertificateVerifier(Protocol):
+    """What the TLS layer calls on the peer's leaf certificate (native or interop profile)."""
+
+    def verify_certificate(
+        self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime
+    ) -> Accepted | None:
+        """Accepted (None only for non-attested baselines) or raise AttestationError."""
+        ...
+
+    def server_name(self, nonce: bytes) -> str | None:
+        """The SNI the client sends for ``nonce`` (None: send none)."""
+        ...
+
+    @property
+    def nonce_size(self) -> int:
+        """0 for key-only binding (no nonce sent), else the nonce length in bytes."""
+        ...
+
+
+def builtin_formats() -> dict[str, EvidenceFormat]:
+    """The evidence formats atls ships, by the name the extension carries."""
+    from atls.evidence.snp import SNP_REPORT
+    from atls.evidence.tdx import SGX_QUOTE, TDX_QUOTE
+    from atls.evidence.tpm import TPM_QUOTE
+
+    return {f.name: f for f in (SNP_REPORT, TDX_QUOTE, SGX_QUOTE, TPM_QUOTE)}
+
+
+@dataclass(frozen=True)
+class ParsedCertificate:
+    certificate: x509.Certificate
+    spki: bytes
+    extensions: Mapping[str, bytes]
+
+    def extension(self, oid: x509.ObjectIdentifier) -> bytes | None:
+        return self.extensions.get(oid.dotted_string)
+
+
+def parse_certificate(cert_der: bytes) -> ParsedCertificate:
+    if len(cert_der) > MAX_CERTIFICATE:
+        raise EvidenceParseError("certificate too large", format="certificate", code="cert.parse")
+    try:
+        cert = x509.load_der_x509_certificate(cert_der)
+        exts: dict[str, bytes] = {}
+        for ext in cert.extensions:
+            if isinstance(ext.value, x509.UnrecognizedExtension):
+                exts[ext.oid.dotted_string] = ext.value.value
+        spki = spki_der(cert)
+    except ValueError as e:
+        raise EvidenceParseError(
+            f"not a valid X.509 certificate: {e}", format="certificate", code="cert.parse"
+        ) from e
+    return ParsedCertificate(cert, spki, exts)
+
+
+def check_leaf(parsed: ParsedCertificate, at: _dt.datetime) -> None:
+    """The leaf is self-issued, its self-signature verifies (OpenSSL does not check it), and
+    it is valid at ``at``."""
+    cert = parsed.certificate
+    if cert.issuer != cert.subject:
+        raise VerificationError("peer certificate is not self-issued", code="cert.not_self_issued")
+    pub = cert.public_key()
+    if not isinstance(pub, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey, ed25519.Ed25519PublicKey)):
+        raise UnsupportedEvidenceError("unsupported leaf key type", code="cert.key_type")
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (InvalidSignature, ValueError, TypeError) as e:
+        raise VerificationError(
+            "peer certificate's self-signature is invalid", code="cert.signature"
+        ) from e
+    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+        raise VerificationError(
+            f"peer certificate is not valid at {at.isoformat()} "
+            f"({cert.not_valid_before_utc.isoformat()} .. {cert.not_valid_after_utc.isoformat()})",
+            code="cert.validity",
+        )
+
+
+def verify_evidence(
+    fmt: EvidenceFormat,
+    evidence: bytes,
+    *,
+    trust: TrustStore,
+    collateral: Collateral,
+    at: _dt.datetime,
+    allow_simulated: bool = False,
+) -> Verified:
+    """Run one format's verifier and refuse simulated evidence without the opt-in."""
+    verified = fmt.verify(evidence, trust=trust, collateral=collateral, at=at)
+    if verified.simulated and not allow_simulated:
+        raise VerificationError(
+            f"evidence is signed by the simulated root {verified.trust_root!r}; "
+            "simulated evidence is trusted only with allow_simulated=True",
+            code="simulated",
+        )
+    return verified
+
+
+class AttestationVerifier:
+    """The native (``atls-v1``) certificate verifier.
+
+    Fresh mode (``fresh=True``): the client sends a 32-byte nonce and requires the evidence
+    to commit to it. Static mode: key-only binding, no nonce.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        trust: TrustStore,
+        collateral: Collateral | None = None,
+        fresh: bool = True,
+        formats: Mapping[str, EvidenceFormat] | Iterable[EvidenceFormat] | None = None,
+        allow_simulated: bool = False,
+    ) -> None:
+        self.policy = policy
+        self.trust = trust
+        self.collateral = collateral or Collateral()
+        self.fresh = fresh
+        if formats is None:
+            self.formats: Mapping[str, EvidenceFormat] = builtin_formats()
+        elif isinstance(formats, Mapping):
+            self.formats = dict(formats)
+        else:
+            self.formats = {f.name: f for f in formats}
+        self.allow_simulated = allow_simulated
+
+    @property
+    def nonce_size(self) -> int:
+        return _binding.NONCE_SIZE if self.fresh else 0
+
+    def server_name(self, nonce: bytes) -> str | None:
+        from atls.tls._sni import encode_nonce_sni
+
+        return encode_nonce_sni(nonce) if nonce else None
+
+    def verify_certificate(self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime) -> Accepted:
+        # 1. parse the leaf; it is self-issued, self-signed and valid now
+        parsed = parse_certificate(cert_der)
+        check_leaf(parsed, at)
+        # 2. the evidence extension is required; stapled collateral is optional
+        raw = parsed.extension(EVIDENCE_OID)
+        if raw is None:
+            raise VerificationError(
+                "peer certificate carries no attestation evidence extension",
+                code="cert.no_evidence",
+            )
+        ext = decode_evidence(raw)
+        stapled_raw = parsed.extension(STAPLED_COLLATERAL_OID)
+        collateral = self.collateral
+        if stapled_raw is not None:
+            collateral = collateral.merged(decode_collateral(stapled_raw))
+        # 3. the format and the binding profile are known
+        fmt = self.formats.get(ext.format)
+        if fmt is None:
+            raise UnsupportedEvidenceError(
+                f"evidence format {ext.format!r} is not supported (known: {sorted(self.formats)})",
+                code="evidence.format",
+            )
+        if ext.binding != _binding.ATLS_V1:
+            raise UnsupportedEvidenceError(
+                f"binding profile {ext.binding!r} is not supported by the native verifier",
+                code="binding.profile",
+            )
+        # 4. cryptographic verification of the evidence (chain, signature, TCB)
+        verified = verify_evidence(
+            fmt, ext.evidence, trust=self.trust, collateral=collateral, at=at,
+            allow_simulated=self.allow_simulated,
+        )
+        # 5. the evidence commits to this certificate's key (and our nonce)
+        if self.fresh and len(nonce) != _binding.NONCE_SIZE:
+            raise VerificationError("fresh mode needs a 32-byte client nonce", code="binding.nonce")
+        _binding.check_atls_v1(verified.report_data, parsed.spki, nonce if self.fresh else b"")
+        # 6. the policy judges the verified claims
+        return self.policy.evaluate(verified, binding=ext.binding)

@@ -1,0 +1,138 @@
+"""Server credentials: which certificate and key a connection presents.
+
+:class:`AttestedCredentials` mints a P-256 key, evidence over its ``atls-v1`` binding and a
+self-signed certificate carrying that evidence:
+
+* **static** mode: once at start-up, then again when half the certificate lifetime has
+  passed (rotation); every client gets the current certificate.
+* **fresh** mode: for every client that sends a nonce in SNI, a new key, new evidence and a
+  new certificate bound to that nonce; clients without a nonce get the static certificate.
+  At most ``max_concurrent`` evidence generations run at once; a handshake that cannot get
+  a slot within ``busy_timeout`` fails with ``AttesterError(code="attester.busy")``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from atls.attest._base import Attester
+from atls.binding import ATLS_V1, atls_v1_report_data
+from atls.errors import AtlsError, AttesterError
+from atls.x509ext import issue_attested_cert, spki_der
+
+__all__ = ["AttestedCredentials", "Credential", "PlainCredentials", "ServerCredentials", "utcnow"]
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+@dataclass(frozen=True)
+class Credential:
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+    not_after: _dt.datetime
+
+
+class ServerCredentials(Protocol):
+    def select(self, nonce: bytes | None) -> Credential:
+        """The credential for a connection whose client sent ``nonce`` (None: no nonce)."""
+        ...
+
+
+class PlainCredentials:
+    """A fixed certificate without attestation (baseline benchmarks, tests)."""
+
+    def __init__(self, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        self._cred = Credential(certificate, key, certificate.not_valid_after_utc)
+
+    def select(self, nonce: bytes | None) -> Credential:
+        return self._cred
+
+
+class AttestedCredentials:
+    """Certificates carrying evidence from ``attester`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        attester: Attester,
+        *,
+        mode: Literal["static", "fresh"] = "static",
+        lifetime: _dt.timedelta = _dt.timedelta(hours=1),
+        fresh_lifetime: _dt.timedelta = _dt.timedelta(minutes=5),
+        max_concurrent: int = 4,
+        busy_timeout: float = 10.0,
+        clock: Callable[[], _dt.datetime] = utcnow,
+    ) -> None:
+        if mode not in ("static", "fresh"):
+            raise ValueError("mode must be 'static' or 'fresh'")
+        if max_concurrent < 1:
+            raise ValueError("max_concurrent must be >= 1")
+        self.attester = attester
+        self.mode = mode
+        self.lifetime = lifetime
+        self.fresh_lifetime = fresh_lifetime
+        self.busy_timeout = busy_timeout
+        self.clock = clock
+        self._slots = threading.BoundedSemaphore(max_concurrent)
+        self._lock = threading.Lock()
+        self._static: Credential | None = None
+        self._static_minted: _dt.datetime | None = None
+        self.minted = 0
+
+    def mint(self, nonce: bytes = b"", lifetime: _dt.timedelta | None = None) -> Credential:
+        """A new key, evidence over its binding (and ``nonce``), and its certificate."""
+        if not self._slots.acquire(timeout=self.busy_timeout):
+            raise AttesterError(
+                "too many concurrent evidence generations", code="attester.busy"
+            )
+        try:
+            key = ec.generate_private_key(ec.SECP256R1())
+            report_data = atls_v1_report_data(spki_der(key.public_key()), nonce)
+            try:
+                evidence = self.attester.attest(report_data)
+                staple = self.attester.collateral()
+            except AtlsError:
+                raise
+            except Exception as e:  # an attester bug must not kill the server
+                raise AttesterError(f"attester failed: {e!r}") from e
+            now = self.clock()
+            life = lifetime or self.lifetime
+            cert = issue_attested_cert(
+                key,
+                evidence_format=self.attester.format_name,
+                evidence=evidence,
+                binding=ATLS_V1,
+                collateral=staple,
+                not_before=now - _dt.timedelta(minutes=1),
+                lifetime=life + _dt.timedelta(minutes=1),
+            )
+            self.minted += 1
+            return Credential(cert, key, cert.not_valid_after_utc)
+        finally:
+            self._slots.release()
+
+    def static(self) -> Credential:
+        """The current static credential, rotated after half its lifetime."""
+        with self._lock:
+            now = self.clock()
+            if (
+                self._static is None
+                or self._static_minted is None
+                or now >= self._static_minted + self.lifetime / 2
+            ):
+                self._static = self.mint()
+                self._static_minted = now
+            return self._static
+
+    def select(self, nonce: bytes | None) -> Credential:
+        if self.mode == "fresh" and nonce:
+            return self.mint(nonce, self.fresh_lifetime)
+        return self.static()
