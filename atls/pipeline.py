@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from atls import binding as _binding
 from atls.collateral._bundle import Collateral
 from atls.errors import (
+    AtlsError,
+    AttestationError,
     EvidenceParseError,
     UnsupportedEvidenceError,
     VerificationError,
@@ -37,6 +39,8 @@ from atls.x509ext import (
 
 __all__ = [
     "AttestationVerifier",
+    "Verdict",
+    "judge",
     "CertificateVerifier",
     "ParsedCertificate",
     "builtin_formats",
@@ -185,6 +189,14 @@ class AttestationVerifier:
         return encode_nonce_sni(nonce) if nonce else None
 
     def verify_certificate(self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime) -> Accepted:
+        verified, binding = self.authenticate_certificate(cert_der, nonce=nonce, at=at)
+        # 6. the policy judges the verified claims
+        return self.policy.evaluate(verified, binding=binding)
+
+    def authenticate_certificate(
+        self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime
+    ) -> tuple[Verified, str]:
+        """Steps 1-5 (everything but the policy): the verified evidence and binding name."""
         # 1. parse the leaf; it is self-issued, self-signed and valid now
         parsed = parse_certificate(cert_der)
         check_leaf(parsed, at)
@@ -221,5 +233,96 @@ class AttestationVerifier:
         if self.fresh and len(nonce) != _binding.NONCE_SIZE:
             raise VerificationError("fresh mode needs a 32-byte client nonce", code="binding.nonce")
         _binding.check_atls_v1(verified.report_data, parsed.spki, nonce if self.fresh else b"")
-        # 6. the policy judges the verified claims
-        return self.policy.evaluate(verified, binding=ext.binding)
+        return verified, ext.binding
+
+
+@dataclass
+class Verdict:
+    """The outcome of judging one piece of evidence, in the ``atls verify --json`` shape."""
+
+    platform: str | None
+    verified: Verified | None = None
+    accepted: Accepted | None = None
+    errors: list[AtlsError] = field(default_factory=list)
+
+    @property
+    def authentic(self) -> bool:
+        return self.verified is not None
+
+    def to_json(self) -> dict[str, Any]:
+        v = self.verified
+        unchecked = list(self.accepted.unchecked if self.accepted else v.unchecked if v else [])
+        return {
+            "verdict": "accepted" if self.accepted is not None else "rejected",
+            "platform": self.platform,
+            "authentic": self.authentic,
+            "simulated": v.simulated if v else None,
+            "trust_root": v.trust_root if v else None,
+            "tcb_status": v.tcb_status if v else None,
+            "advisory_ids": list(v.advisory_ids) if v else [],
+            "claims": dict(v.claims) if v else {},
+            "unchecked": unchecked,
+            "errors": [e.to_json() for e in self.errors],
+        }
+
+
+def _sniff(data: bytes, formats: Mapping[str, EvidenceFormat], platform: str) -> EvidenceFormat:
+    candidates = [
+        f for f in formats.values() if platform in ("auto", f.platform, f.name) and f.sniff(data)
+    ]
+    if not candidates:
+        raise UnsupportedEvidenceError(
+            f"no evidence format ({platform}) recognises this input", code="evidence.unknown"
+        )
+    return candidates[0]
+
+
+def judge(
+    data: bytes,
+    *,
+    trust: TrustStore,
+    collateral: Collateral,
+    at: _dt.datetime,
+    policy: Policy,
+    platform: str = "auto",
+    allow_simulated: bool = False,
+    nonce: bytes = b"",
+    formats: Mapping[str, EvidenceFormat] | None = None,
+) -> Verdict:
+    """Verify raw evidence or an attested certificate (DER) and evaluate the policy.
+
+    Never raises an :class:`AttestationError`: failures are collected in the verdict.
+    """
+    formats = builtin_formats() if formats is None else formats
+    verdict = Verdict(platform=None if platform == "auto" else platform)
+    binding = ""
+    try:
+        if _looks_like_certificate(data):
+            av = AttestationVerifier(
+                policy=policy, trust=trust, collateral=collateral, fresh=bool(nonce),
+                formats=formats, allow_simulated=allow_simulated,
+            )
+            verified, binding = av.authenticate_certificate(data, nonce=nonce, at=at)
+        else:
+            fmt = _sniff(data, formats, platform)
+            verdict.platform = fmt.platform
+            verified = verify_evidence(
+                fmt, data, trust=trust, collateral=collateral, at=at,
+                allow_simulated=allow_simulated,
+            )
+        verdict.platform = verified.platform
+        verdict.verified = verified
+        verdict.accepted = policy.evaluate(verified, binding=binding)
+    except AttestationError as e:
+        verdict.errors.append(e)
+    return verdict
+
+
+def _looks_like_certificate(data: bytes) -> bool:
+    if not data.startswith(b"\x30"):
+        return False
+    try:
+        x509.load_der_x509_certificate(data)
+    except ValueError:
+        return False
+    return True

@@ -38,7 +38,7 @@ class _Busy:
         self._held = False
 
 
-class AttestedStream(trio.abc.Stream):
+class AttestedStream(trio.abc.HalfCloseableStream):
     """TLS 1.3 over ``transport``; the client side refuses any peer whose evidence fails.
 
     The handshake runs on first use (or :meth:`do_handshake`). On the client side
@@ -161,6 +161,14 @@ class AttestedStream(trio.abc.Stream):
                     return data
                 chunk = await self.transport_stream.receive_some(_DEFAULT_RECEIVE)
                 self._engine.receive_data(chunk)
+
+    async def send_eof(self) -> None:
+        """Send close_notify (TLS 1.3 closes only our direction); receiving goes on."""
+        with self._send_busy:
+            self._check_open()
+            await self.do_handshake()
+            self._engine.close()
+            await self._flush()
 
     async def aclose(self) -> None:
         if self._closed:

@@ -1,0 +1,5 @@
+"""Benchmarks: ``python -m atls.bench {handshake,verify-tdx,verify-tpm} ...``.
+
+Each benchmark measures a baseline in the same run and prints ratios; nothing here is a
+test and nothing asserts a time.
+"""

@@ -1,0 +1,3 @@
+from atls.cli import main
+
+main()

@@ -1,0 +1,311 @@
+"""``atls demo``, ``atls serve`` and ``atls connect``."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from typing import Any
+
+import click
+import trio
+from rich.console import Console
+from rich.table import Table
+
+from atls.cli._common import (
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    err_console,
+    load_collateral_option,
+    load_policy_option,
+    load_trust,
+    print_json,
+    simulated_banner,
+)
+from atls.collateral import Collateral
+from atls.errors import AtlsError, AttestationError, ConfigurationError, HandshakeError
+from atls.evidence import Verified
+from atls.pipeline import AttestationVerifier
+from atls.policy import Accepted, Policy, parse_policy
+from atls.tls._credentials import AttestedCredentials
+from atls.tls.trio import AttestedStream, open_attested_stream, serve_attested
+from atls.trust import TrustStore
+
+__all__ = ["connect_cmd", "demo_cmd", "fetch_attestation", "serve_cmd"]
+
+#: The measurement the demo's simulated guest reports (and the demo policy pins).
+DEMO_MEASUREMENT = hashlib.sha384(b"atls demo guest").hexdigest()
+DEMO_MR_TD = hashlib.sha384(b"atls demo TD").hexdigest()
+
+
+def _hostport(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _claims_table(accepted: Accepted, title: str) -> Table:
+    table = Table("claim", "value", title=title)
+    for k, v in accepted.claims.items():
+        if isinstance(v, (dict, list)):
+            import json
+
+            v = json.dumps(v)
+        table.add_row(k, str(v))
+    return table
+
+
+async def _echo(stream: AttestedStream) -> None:
+    while True:
+        data = await stream.receive_some()
+        if not data:
+            return
+        await stream.send_all(data)
+
+
+def _forwarder(target: tuple[str, int]) -> Any:
+    async def forward(stream: AttestedStream) -> None:
+        upstream = await trio.open_tcp_stream(*target)
+        async with upstream:
+
+            async def up() -> None:
+                while data := await stream.receive_some():
+                    await upstream.send_all(data)
+                await upstream.send_eof()
+
+            async def down() -> None:
+                while data := await upstream.receive_some():
+                    await stream.send_all(data)
+                await stream.aclose()
+
+            async with trio.open_nursery() as n:
+                n.start_soon(up)
+                n.start_soon(down)
+
+    return forward
+
+
+def _attester(kind: str, platform: str, tcti: str | None) -> Any:
+    if kind == "simulated":
+        from atls.testing.demo import demo_attester
+
+        return demo_attester(platform)
+    if kind == "configfs-tsm":
+        from atls.attest.configfs_tsm import ConfigfsTsmAttester
+
+        return ConfigfsTsmAttester()
+    if kind == "tpm":
+        from atls.attest.tpm import TpmAttester
+
+        if not tcti:
+            raise ConfigurationError("--attester tpm needs --tcti (e.g. swtpm:host=...,port=...)")
+        return TpmAttester(tcti)
+    raise ConfigurationError(f"unknown attester {kind!r}")
+
+
+@click.command("serve")
+@click.option("--attester", type=click.Choice(["simulated", "configfs-tsm", "tpm"]),
+              default="simulated", show_default=True)
+@click.option("--platform", type=click.Choice(["snp", "tdx"]), default="snp", show_default=True,
+              help="Platform of the simulated TEE.")
+@click.option("--mode", type=click.Choice(["static", "fresh"]), default="fresh",
+              show_default=True, help="fresh: new evidence per client nonce (clients without "
+              "a nonce get the static certificate).")
+@click.option("--listen", required=True, metavar="HOST:PORT")
+@click.option("--echo", is_flag=True, help="Echo what each client sends.")
+@click.option("--forward", metavar="HOST:PORT", help="Forward each client to this TCP service.")
+@click.option("--tcti", metavar="TCTI", help="TPM TCTI string (with --attester tpm).")
+@click.option("--max-concurrent", default=4, show_default=True,
+              help="Bound on concurrent evidence generations (fresh mode).")
+def serve_cmd(attester: str, platform: str, mode: str, listen: str, echo: bool,
+              forward: str | None, tcti: str | None, max_concurrent: int) -> None:
+    """Wrap a TCP service (or an echo service) in attested TLS."""
+    if echo == bool(forward):
+        raise click.UsageError("give exactly one of --echo or --forward HOST:PORT")
+    host, port = _hostport(listen)
+    handler = _echo if echo else _forwarder(_hostport(forward or ""))
+    try:
+        att = _attester(attester, platform, tcti)
+        creds = AttestedCredentials(att, mode=mode,  # type: ignore[arg-type]
+                                    max_concurrent=max_concurrent)
+        creds.static()  # fail at start-up, not at the first client
+    except AtlsError as e:
+        err_console.print(f"[red]error:[/] {e}")
+        sys.exit(EXIT_USAGE)
+    if attester == "simulated":
+        simulated_banner()
+
+    async def run() -> None:
+        async with trio.open_nursery() as n:
+            listeners = await n.start(
+                lambda task_status: serve_attested(handler, port, credentials=creds, host=host,
+                                                   task_status=task_status))
+            addr = listeners[0].socket.getsockname()
+            err_console.print(f"atls: serving {att.format_name} evidence ({mode} mode) on "
+                              f"{addr[0]}:{addr[1]}")
+
+    try:
+        trio.run(run)
+    except KeyboardInterrupt:
+        pass
+
+
+def _verifier(policy: Policy, trust: TrustStore, collateral: Collateral, *, static: bool,
+              allow_simulated: bool) -> AttestationVerifier:
+    return AttestationVerifier(policy=policy, trust=trust, collateral=collateral,
+                               fresh=not static, allow_simulated=allow_simulated)
+
+
+def fetch_attestation(target: str, *, trust: TrustStore, collateral: Collateral,
+                      allow_simulated: bool) -> Verified:
+    """Connect to ``target`` with the default policy and return what it proved."""
+    host, port = _hostport(target)
+    verifier = _verifier(Policy.default(), trust, collateral, static=False,
+                         allow_simulated=allow_simulated)
+
+    async def run() -> Verified:
+        stream = await open_attested_stream(host, port, verifier=verifier)
+        async with stream:
+            assert stream.attestation is not None
+            return stream.attestation.verified
+
+    return trio.run(run)
+
+
+@click.command("connect")
+@click.argument("target", metavar="HOST:PORT")
+@click.option("--policy", "policy_path", metavar="FILE")
+@click.option("--trust-dir", metavar="DIR")
+@click.option("--collateral", multiple=True, metavar="PATH")
+@click.option("--allow-simulated", is_flag=True, help="Trust the simulated TEE's demo roots.")
+@click.option("--static", is_flag=True, help="Accept key-only binding (no client nonce).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the attestation result as JSON on stderr.")
+def connect_cmd(target: str, policy_path: str | None, trust_dir: str | None,
+                collateral: tuple[str, ...], allow_simulated: bool, static: bool,
+                as_json: bool) -> None:
+    """Attested connection: stdin to the server, the server to stdout.
+
+    Exit 1 when the attestation is rejected; then nothing from stdin was sent."""
+    host, port = _hostport(target)
+    try:
+        verifier = _verifier(load_policy_option(policy_path),
+                             load_trust(trust_dir, allow_simulated=allow_simulated),
+                             load_collateral_option(collateral), static=static,
+                             allow_simulated=allow_simulated)
+    except ConfigurationError as e:
+        err_console.print(f"[red]error:[/] {e}")
+        sys.exit(EXIT_USAGE)
+
+    async def run() -> int:
+        try:
+            stream = await open_attested_stream(host, port, verifier=verifier)
+        except (AttestationError, HandshakeError) as e:
+            if as_json:
+                import json
+
+                err_console.print(json.dumps({"verdict": "rejected", "errors": [e.to_json()]}))
+            err_console.print(f"[red]atls: rejected:[/] {e.code}: {e.message}")
+            return EXIT_REJECTED
+        accepted = stream.attestation
+        assert accepted is not None
+        if accepted.verified.simulated:
+            simulated_banner()
+        if as_json:
+            import json
+
+            err_console.print(json.dumps({"verdict": "accepted", **accepted.to_json()}),
+                              soft_wrap=True)
+        async with stream:
+
+            async def pump_in() -> None:
+                while True:
+                    data = await trio.to_thread.run_sync(sys.stdin.buffer.read1, 65536,
+                                                         abandon_on_cancel=True)
+                    if not data:
+                        await stream.send_eof()
+                        return
+                    await stream.send_all(data)
+
+            async with trio.open_nursery() as n:
+                n.start_soon(pump_in)
+                while data := await stream.receive_some():
+                    sys.stdout.buffer.write(data)
+                    sys.stdout.buffer.flush()
+                n.cancel_scope.cancel()
+        return 0
+
+    sys.exit(trio.run(run))
+
+
+@click.command("demo")
+@click.option("--platform", type=click.Choice(["snp", "tdx"]), default="snp", show_default=True)
+@click.option("--mode", type=click.Choice(["static", "fresh"]), default="fresh",
+              show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the verified claims as JSON.")
+def demo_cmd(platform: str, mode: str, as_json: bool) -> None:
+    """Run a simulated-TEE server and an attested client on loopback and show the verdicts."""
+    from atls.attest import SimulatedAttester
+
+    knobs = ({"measurement": bytes.fromhex(DEMO_MEASUREMENT)} if platform == "snp"
+             else {"mr_td": bytes.fromhex(DEMO_MR_TD)})
+    attester = SimulatedAttester(platform, **knobs)  # type: ignore[arg-type]
+    creds = AttestedCredentials(attester, mode=mode)  # type: ignore[arg-type]
+    trust = attester.trust_store()
+    key, value = ("measurement", DEMO_MEASUREMENT) if platform == "snp" else ("mr_td", DEMO_MR_TD)
+    good = parse_policy({"version": 1, "name": "demo", platform: {key: value}})
+    bad = parse_policy({"version": 1, "name": "demo-wrong-measurement",
+                        platform: {key: "00" * 48}})
+    received: list[bytes] = []
+
+    async def handler(stream: AttestedStream) -> None:
+        while data := await stream.receive_some():
+            received.append(data)
+            await stream.send_all(data)
+
+    async def run() -> int:
+        async with trio.open_nursery() as n:
+            listeners = await n.start(
+                lambda task_status: serve_attested(handler, 0, credentials=creds,
+                                                   host="127.0.0.1", task_status=task_status))
+            port = listeners[0].socket.getsockname()[1]
+            v = _verifier(good, trust, Collateral(), static=mode == "static",
+                          allow_simulated=True)
+            stream = await open_attested_stream("127.0.0.1", port, verifier=v)
+            async with stream:
+                await stream.send_all(b"hello from an attested client")
+                echo = await stream.receive_some()
+            accepted = stream.attestation
+            assert accepted is not None
+            # A client whose policy expects another measurement must refuse the same server.
+            rejected: AttestationError | None = None
+            before = len(received)
+            try:
+                s2 = await open_attested_stream(
+                    "127.0.0.1", port,
+                    verifier=_verifier(bad, trust, Collateral(), static=mode == "static",
+                                       allow_simulated=True))
+                await s2.aclose()
+            except AttestationError as e:
+                rejected = e
+            n.cancel_scope.cancel()
+        if as_json:
+            print_json({"accepted": accepted.to_json(), "echo": echo.decode(),
+                        "rejected": rejected.to_json() if rejected else None})
+        else:
+            out = Console()
+            out.print(_claims_table(accepted, f"verified {accepted.platform} claims "
+                                    f"(simulated TEE, {mode} mode)"))
+            out.print(f"[green]accepted[/] by policy {accepted.policy!r}; echo: {echo!r}")
+            for u in accepted.unchecked:
+                out.print(f"[yellow]not checked:[/] {u}")
+            if rejected is not None:
+                out.print(f"[green]as expected, a client pinning another measurement refused "
+                          f"the server[/]: {rejected.code}: {rejected.message}")
+        simulated_banner()
+        if rejected is None or len(received) != before or echo != received[0]:
+            err_console.print("[red]demo failed: the wrong-policy client was not refused[/]")
+            return EXIT_REJECTED
+        return 0
+
+    sys.exit(trio.run(run))

@@ -1,0 +1,169 @@
+"""``atls verify``, ``atls inspect`` and ``atls policy``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from atls.cli._common import (
+    EXIT_ACCEPTED,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    err_console,
+    load_collateral_option,
+    load_policy_option,
+    load_trust,
+    parse_at,
+    print_json,
+    read_evidence,
+    simulated_banner,
+)
+from atls.errors import ConfigurationError
+from atls.pipeline import Verdict, judge
+
+__all__ = ["inspect_cmd", "policy_group", "verify_cmd"]
+
+PLATFORMS = ["auto", "snp", "tdx", "sgx", "tpm"]
+
+
+def _render(verdict: Verdict) -> None:
+    out = Console()
+    color = "green" if verdict.accepted else "red"
+    out.print(f"[bold {color}]{'ACCEPTED' if verdict.accepted else 'REJECTED'}[/] "
+              f"platform={verdict.platform} authentic={verdict.authentic}")
+    v = verdict.verified
+    if v is not None:
+        out.print(f"trust root: {v.trust_root}  tcb_status: {v.tcb_status}  "
+                  f"advisories: {', '.join(v.advisory_ids) or '-'}")
+        table = Table("claim", "value", show_header=True)
+        for k, val in v.claims.items():
+            table.add_row(k, val if isinstance(val, str) else json.dumps(val))
+        out.print(table)
+        unchecked = verdict.accepted.unchecked if verdict.accepted else v.unchecked
+        for u in unchecked:
+            out.print(f"[yellow]not checked:[/] {u}")
+    for e in verdict.errors:
+        out.print(f"[red]error[/] {e.code}: {e.message}")
+
+
+@click.command("verify")
+@click.argument("evidence")
+@click.option("--platform", type=click.Choice(PLATFORMS), default="auto", show_default=True)
+@click.option("--collateral", "collateral", multiple=True, metavar="PATH",
+              help="Certificates, chains, CRLs, TCB info... (files or directories, by content).")
+@click.option("--trust-dir", metavar="DIR", help="Directory of pinned vendor roots.")
+@click.option("--at", metavar="TIME", help="Verification time: ISO 8601 or unix seconds.")
+@click.option("--policy", "policy_path", metavar="FILE", help="Policy (TOML); default: "
+              "authentic, non-debug evidence, measurements not checked.")
+@click.option("--nonce", metavar="HEX", help="Client nonce a fresh-mode certificate is bound to.")
+@click.option("--allow-simulated", is_flag=True, help="Trust the simulated TEE's demo roots.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def verify_cmd(evidence: str, platform: str, collateral: tuple[str, ...], trust_dir: str | None,
+               at: str | None, policy_path: str | None, nonce: str | None,
+               allow_simulated: bool, as_json: bool) -> None:
+    """Verify EVIDENCE (raw report/quote, its hex or base64 text, or an attested certificate).
+
+    Exit 0 accepted, 1 rejected, 2 usage or configuration error."""
+    try:
+        data = read_evidence(evidence)
+        trust = load_trust(trust_dir, allow_simulated=allow_simulated)
+        coll = load_collateral_option(collateral)
+        policy = load_policy_option(policy_path)
+        when = parse_at(at)
+        nonce_bytes = bytes.fromhex(nonce) if nonce else b""
+    except (ConfigurationError, ValueError) as e:
+        err_console.print(f"[red]error:[/] {e}")
+        sys.exit(EXIT_USAGE)
+    verdict = judge(data, trust=trust, collateral=coll, at=when, policy=policy,
+                    platform=platform, allow_simulated=allow_simulated, nonce=nonce_bytes)
+    if verdict.verified is not None and verdict.verified.simulated:
+        simulated_banner()
+    if as_json:
+        print_json(verdict.to_json())
+    else:
+        _render(verdict)
+    sys.exit(EXIT_ACCEPTED if verdict.accepted else EXIT_REJECTED)
+
+
+@click.command("inspect")
+@click.argument("file")
+def inspect_cmd(file: str) -> None:
+    """Human-readable view of a certificate, report or quote (nothing is verified)."""
+    from atls.inspect import describe
+
+    try:
+        data = read_evidence(file)
+    except ConfigurationError as e:
+        err_console.print(f"[red]error:[/] {e}")
+        sys.exit(EXIT_USAGE)
+    out = Console()
+    for title, rows in describe(data):
+        table = Table(title=title, show_header=False)
+        for k, v in rows:
+            table.add_row(k, v)
+        out.print(table)
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Write and check policies."""
+
+
+@policy_group.command("init")
+@click.option("--from", "source", required=True, metavar="HOST:PORT|EVIDENCE",
+              help="A running attested server, or an evidence file / certificate.")
+@click.option("-o", "--output", required=True, metavar="FILE")
+@click.option("--trust-dir", metavar="DIR")
+@click.option("--collateral", multiple=True, metavar="PATH")
+@click.option("--at", metavar="TIME")
+@click.option("--allow-simulated", is_flag=True)
+@click.option("--name", default=None, help="Policy name (default: the source).")
+def policy_init(source: str, output: str, trust_dir: str | None, collateral: tuple[str, ...],
+                at: str | None, allow_simulated: bool, name: str | None) -> None:
+    """Write a policy pinning the measurements that SOURCE shows (after verifying it)."""
+    from atls.policy import Policy, dump_policy, pin_claims
+
+    try:
+        trust = load_trust(trust_dir, allow_simulated=allow_simulated)
+        coll = load_collateral_option(collateral)
+        when = parse_at(at)
+        if Path(source).exists():
+            verdict = judge(read_evidence(source), trust=trust, collateral=coll, at=when,
+                            policy=Policy.default(), allow_simulated=allow_simulated)
+            if verdict.verified is None:
+                for e in verdict.errors:
+                    err_console.print(f"[red]error[/] {e.code}: {e.message}")
+                sys.exit(EXIT_REJECTED)
+            verified = verdict.verified
+        else:
+            from atls.cli._net import fetch_attestation
+
+            verified = fetch_attestation(source, trust=trust, collateral=coll,
+                                         allow_simulated=allow_simulated)
+        text = dump_policy(name or source, pin_claims(verified))
+    except ConfigurationError as e:
+        err_console.print(f"[red]error:[/] {e}")
+        sys.exit(EXIT_USAGE)
+    if verified.simulated:
+        simulated_banner()
+    Path(output).write_text(text, encoding="utf-8")
+    err_console.print(f"wrote {output} ({verified.platform})")
+
+
+@policy_group.command("check")
+@click.argument("file")
+def policy_check(file: str) -> None:
+    """Load FILE strictly and report whether it is a valid policy."""
+    from atls.policy import load_policy
+
+    try:
+        p = load_policy(file)
+    except ConfigurationError as e:
+        err_console.print(f"[red]invalid:[/] {e}")
+        sys.exit(EXIT_USAGE)
+    click.echo(f"{file}: valid policy {p.name!r} for {', '.join(sorted(p.platforms))}")
