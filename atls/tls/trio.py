@@ -66,6 +66,7 @@ class AttestedStream(trio.abc.HalfCloseableStream):
         self._closed = False
         self._broken: BaseException | None = None
         self._eof = False
+        self._sent_eof = False
 
     @property
     def attestation(self) -> Accepted | None:
@@ -126,6 +127,8 @@ class AttestedStream(trio.abc.HalfCloseableStream):
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         with self._send_busy:
             self._check_open()
+            if self._sent_eof:
+                raise trio.ClosedResourceError("send_eof() was called")
             await self.do_handshake()
             try:
                 self._engine.send(bytes(data))
@@ -166,7 +169,11 @@ class AttestedStream(trio.abc.HalfCloseableStream):
         """Send close_notify (TLS 1.3 closes only our direction); receiving goes on."""
         with self._send_busy:
             self._check_open()
+            if self._sent_eof:
+                await trio.lowlevel.checkpoint()
+                return
             await self.do_handshake()
+            self._sent_eof = True
             self._engine.close()
             await self._flush()
 
