@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
@@ -34,7 +35,6 @@ from atls.x509ext import (
     STAPLED_COLLATERAL_OID,
     decode_collateral,
     decode_evidence,
-    spki_der,
 )
 
 __all__ = [
@@ -96,11 +96,14 @@ def parse_certificate(cert_der: bytes) -> ParsedCertificate:
     try:
         cert = x509.load_der_x509_certificate(cert_der)
         exts: dict[str, bytes] = {}
-        for ext in cert.extensions:
+        for ext in cert.extensions:  # raises DuplicateExtension on a repeated OID
             if isinstance(ext.value, x509.UnrecognizedExtension):
                 exts[ext.oid.dotted_string] = ext.value.value
-        spki = spki_der(cert)
-    except ValueError as e:
+        # the SPKI exactly as received (never a re-encoding of a parsed key)
+        spki = asn1_x509.Certificate.load(cert_der)["tbs_certificate"][
+            "subject_public_key_info"
+        ].dump()
+    except (ValueError, TypeError, x509.DuplicateExtension) as e:
         raise EvidenceParseError(
             f"not a valid X.509 certificate: {e}", format="certificate", code="cert.parse"
         ) from e
