@@ -56,9 +56,12 @@ class CertificateVerifier(Protocol):
     """What the TLS layer calls on the peer's leaf certificate (native or interop profile)."""
 
     def verify_certificate(
-        self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime
+        self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime, chain: tuple[bytes, ...] = ()
     ) -> Accepted | None:
-        """Accepted (None only for non-attested baselines) or raise AttestationError."""
+        """Accepted (None only for non-attested baselines) or raise AttestationError.
+
+        ``cert_der`` is the peer's leaf; ``chain`` any further certificates it sent (the
+        native profile ignores them: trust comes from the evidence, never from a CA)."""
         ...
 
     def server_name(self, nonce: bytes) -> str | None:
@@ -191,7 +194,9 @@ class AttestationVerifier:
 
         return encode_nonce_sni(nonce) if nonce else None
 
-    def verify_certificate(self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime) -> Accepted:
+    def verify_certificate(
+        self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime, chain: tuple[bytes, ...] = ()
+    ) -> Accepted:
         verified, binding = self.authenticate_certificate(cert_der, nonce=nonce, at=at)
         # 6. the policy judges the verified claims
         return self.policy.evaluate(verified, binding=binding)

@@ -94,7 +94,7 @@ class PinnedCertificateVerifier:
         return None
 
     def verify_certificate(
-        self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime
+        self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime, chain: tuple[bytes, ...] = ()
     ) -> Accepted | None:
         from atls.errors import VerificationError
 
@@ -138,15 +138,18 @@ class TLSEngine:
             return self._error is None
         self._verify_called = True
         try:
-            if depth != 0:
-                raise HandshakeError(
-                    "peer sent a certificate chain; attested peers present one self-signed leaf",
-                    code="cert.chain",
-                )
-            der = cert.to_cryptography().public_bytes(Encoding.DER)
+            # The first call may be for the top of a chain (errno 19/20); OpenSSL >= 3 has
+            # stored the peer's chain by now, so take the leaf from it.
+            peer = self._conn.get_peer_cert_chain(as_cryptography=True)
+            if peer:
+                chain = tuple(c.public_bytes(Encoding.DER) for c in peer)
+            elif depth == 0:
+                chain = (cert.to_cryptography().public_bytes(Encoding.DER),)
+            else:
+                raise HandshakeError("peer certificate chain unavailable", code="cert.chain")
             assert self._verifier is not None
             self.attestation = self._verifier.verify_certificate(
-                der, nonce=self.nonce, at=self._clock()
+                chain[0], nonce=self.nonce, at=self._clock(), chain=chain[1:]
             )
             self._peer_ok = True
             return True
