@@ -23,11 +23,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from atls.attest._base import Attester
+from atls.collateral._bundle import Collateral
 from atls.binding import ATLS_V1, atls_v1_report_data
 from atls.errors import AtlsError, AttesterError
+from atls.tls._sni import decode_nonce_sni
 from atls.x509ext import issue_attested_cert, spki_der
 
-__all__ = ["AttestedCredentials", "Credential", "PlainCredentials", "ServerCredentials", "utcnow"]
+__all__ = [
+    "AttestedCredentials",
+    "Credential",
+    "IssuanceProfile",
+    "NativeProfile",
+    "PlainCredentials",
+    "ServerCredentials",
+    "utcnow",
+]
 
 
 def utcnow() -> _dt.datetime:
@@ -42,8 +52,9 @@ class Credential:
 
 
 class ServerCredentials(Protocol):
-    def select(self, nonce: bytes | None) -> Credential:
-        """The credential for a connection whose client sent ``nonce`` (None: no nonce)."""
+    def select(self, server_name: str | None) -> Credential:
+        """The credential for a connection whose ClientHello carried ``server_name`` (SNI,
+        which may encode the client's nonce; None when the client sent none)."""
         ...
 
 
@@ -53,8 +64,64 @@ class PlainCredentials:
     def __init__(self, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
         self._cred = Credential(certificate, key, certificate.not_valid_after_utc)
 
-    def select(self, nonce: bytes | None) -> Credential:
+    def select(self, server_name: str | None) -> Credential:
         return self._cred
+
+
+class IssuanceProfile(Protocol):
+    """How a server binds evidence to its key and carries it: the native ``atls-v1``
+    profile, or a foreign system's (atls.interop)."""
+
+    name: str
+
+    def decode_nonce(self, server_name: str | None) -> bytes | None:
+        """The client nonce carried in SNI (None if there is none)."""
+        ...
+
+    def report_data(self, spki_der: bytes, nonce: bytes) -> bytes:
+        """The 64 bytes the evidence must carry for this key (and nonce)."""
+        ...
+
+    def certificate(
+        self,
+        key: ec.EllipticCurvePrivateKey,
+        evidence_format: str,
+        evidence: bytes,
+        collateral: Collateral,
+        *,
+        not_before: _dt.datetime,
+        lifetime: _dt.timedelta,
+    ) -> x509.Certificate:
+        """The certificate for ``key`` carrying ``evidence``."""
+        ...
+
+
+class NativeProfile:
+    """``atls-v1``: nonce in SNI as two 32-hex labels; evidence and collateral in the
+    project's extensions."""
+
+    name = ATLS_V1
+
+    def decode_nonce(self, server_name: str | None) -> bytes | None:
+        return decode_nonce_sni(server_name)
+
+    def report_data(self, spki_der: bytes, nonce: bytes) -> bytes:
+        return atls_v1_report_data(spki_der, nonce)
+
+    def certificate(
+        self,
+        key: ec.EllipticCurvePrivateKey,
+        evidence_format: str,
+        evidence: bytes,
+        collateral: Collateral,
+        *,
+        not_before: _dt.datetime,
+        lifetime: _dt.timedelta,
+    ) -> x509.Certificate:
+        return issue_attested_cert(
+            key, evidence_format=evidence_format, evidence=evidence, binding=ATLS_V1,
+            collateral=collateral, not_before=not_before, lifetime=lifetime,
+        )
 
 
 class AttestedCredentials:
@@ -70,12 +137,14 @@ class AttestedCredentials:
         max_concurrent: int = 4,
         busy_timeout: float = 10.0,
         clock: Callable[[], _dt.datetime] = utcnow,
+        profile: IssuanceProfile | None = None,
     ) -> None:
         if mode not in ("static", "fresh"):
             raise ValueError("mode must be 'static' or 'fresh'")
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
         self.attester = attester
+        self.profile: IssuanceProfile = profile or NativeProfile()
         self.mode = mode
         self.lifetime = lifetime
         self.fresh_lifetime = fresh_lifetime
@@ -95,7 +164,7 @@ class AttestedCredentials:
             )
         try:
             key = ec.generate_private_key(ec.SECP256R1())
-            report_data = atls_v1_report_data(spki_der(key.public_key()), nonce)
+            report_data = self.profile.report_data(spki_der(key.public_key()), nonce)
             try:
                 evidence = self.attester.attest(report_data)
                 staple = self.attester.collateral()
@@ -104,15 +173,10 @@ class AttestedCredentials:
             except Exception as e:  # an attester bug must not kill the server
                 raise AttesterError(f"attester failed: {e!r}") from e
             now = self.clock()
-            life = lifetime or self.lifetime
-            cert = issue_attested_cert(
-                key,
-                evidence_format=self.attester.format_name,
-                evidence=evidence,
-                binding=ATLS_V1,
-                collateral=staple,
+            cert = self.profile.certificate(
+                key, self.attester.format_name, evidence, staple,
                 not_before=now - _dt.timedelta(minutes=1),
-                lifetime=life + _dt.timedelta(minutes=1),
+                lifetime=(lifetime or self.lifetime) + _dt.timedelta(minutes=1),
             )
             self.minted += 1
             return Credential(cert, key, cert.not_valid_after_utc)
@@ -132,7 +196,8 @@ class AttestedCredentials:
                 self._static_minted = now
             return self._static
 
-    def select(self, nonce: bytes | None) -> Credential:
+    def select(self, server_name: str | None) -> Credential:
+        nonce = self.profile.decode_nonce(server_name)
         if self.mode == "fresh" and nonce:
             return self.mint(nonce, self.fresh_lifetime)
         return self.static()

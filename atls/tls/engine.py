@@ -31,7 +31,6 @@ from atls.errors import AtlsError, AttestationError, AttesterError, HandshakeErr
 from atls.pipeline import CertificateVerifier
 from atls.policy import Accepted
 from atls.tls._credentials import Credential, ServerCredentials, utcnow
-from atls.tls._sni import decode_nonce_sni
 
 __all__ = ["PinnedCertificateVerifier", "TLSEngine", "client_engine", "server_engine"]
 
@@ -128,7 +127,7 @@ class TLSEngine:
         self.attestation: Accepted | None = None
         self.handshake_done = False
         self.credential: Credential | None = None
-        self.peer_nonce: bytes | None = None
+        self.server_name: str | None = None
         conn.set_app_data(self)
 
     # ---- callbacks (run inside OpenSSL calls) ---------------------------------------
@@ -162,9 +161,10 @@ class TLSEngine:
 
     def _on_server_name(self, conn: SSL.Connection) -> None:
         assert self._credentials is not None
-        self.peer_nonce = decode_nonce_sni(conn.get_servername())
+        raw = conn.get_servername()
+        self.server_name = raw.decode("ascii", "replace") if raw else None
         try:
-            cred = self._credentials.select(self.peer_nonce)
+            cred = self._credentials.select(self.server_name)
         except AtlsError as e:
             self._error = e
             return
