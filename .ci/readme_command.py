@@ -8,7 +8,7 @@ text = pathlib.Path(__file__).resolve().parent.parent.joinpath("README.md").read
 start = re.search(r"(?im)^#+\s*quick\s*-?\s*start\s*$", text)
 if not start:
     sys.exit("README has no Quick start section")
-rest = text[start.end():]
+rest = text[start.end() :]
 end = re.search(r"(?m)^#{1,2}\s", rest)
 blocks = re.findall(r"```[^\n]*\n(.*?)```", rest[: end.start()] if end else rest, re.S)
 if len(blocks) != 2:

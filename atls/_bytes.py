@@ -29,7 +29,9 @@ class Reader:
     def remaining(self) -> int:
         return self._end - self.pos
 
-    def error(self, message: str, *, field: str | None = None, offset: int | None = None) -> EvidenceParseError:
+    def error(
+        self, message: str, *, field: str | None = None, offset: int | None = None
+    ) -> EvidenceParseError:
         return EvidenceParseError(
             message, format=self.fmt, offset=self.pos if offset is None else offset, field=field
         )

@@ -15,7 +15,7 @@ TPM quotes carry the binding in ``extraData``, which a TPM limits to the size of
 AK's name-algorithm digest. :func:`tpm_qualifying_data` reduces the 64 bytes to that size
 by truncation (a prefix of a SHA-512 output is a sound hash of that length).
 
-Published test vector (also asserted in tests/test_binding.py)::
+Published test vector (also asserted in tests/core/test_binding.py)::
 
     spki_der = bytes(range(91)), nonce = b""          (static mode)
       -> 37722618345595f373bd33807bd9a291c0ddd3b4fe7465f8798fed88d4f997e7

@@ -38,9 +38,10 @@ def _evidence_rows(data: bytes, fmt_name: str | None = None) -> Iterator[tuple[s
     except AtlsError as e:
         yield f"{fmt.name} (malformed)", [("error", f"{e.code}: {e.message}")]
         return
-    yield f"{fmt.name} (platform {fmt.platform}, not verified)", [
-        (k, _fmt(v)) for k, v in fields.items()
-    ]
+    yield (
+        f"{fmt.name} (platform {fmt.platform}, not verified)",
+        [(k, _fmt(v)) for k, v in fields.items()],
+    )
 
 
 def describe(data: bytes) -> list[tuple[str, Rows]]:
@@ -50,14 +51,19 @@ def describe(data: bytes) -> list[tuple[str, Rows]]:
         return out
     parsed = parse_certificate(data)
     c = parsed.certificate
-    out.append(("certificate", [
-        ("subject", c.subject.rfc4514_string()),
-        ("issuer", c.issuer.rfc4514_string()),
-        ("not before", c.not_valid_before_utc.isoformat()),
-        ("not after", c.not_valid_after_utc.isoformat()),
-        ("spki sha256", __import__("hashlib").sha256(parsed.spki).hexdigest()),
-        ("extensions", ", ".join(e.oid.dotted_string for e in c.extensions)),
-    ]))
+    out.append(
+        (
+            "certificate",
+            [
+                ("subject", c.subject.rfc4514_string()),
+                ("issuer", c.issuer.rfc4514_string()),
+                ("not before", c.not_valid_before_utc.isoformat()),
+                ("not after", c.not_valid_after_utc.isoformat()),
+                ("spki sha256", __import__("hashlib").sha256(parsed.spki).hexdigest()),
+                ("extensions", ", ".join(e.oid.dotted_string for e in c.extensions)),
+            ],
+        )
+    )
     raw = parsed.extension(EVIDENCE_OID)
     if raw is None:
         out.append(("atls evidence", [("present", "no")]))
@@ -67,15 +73,26 @@ def describe(data: bytes) -> list[tuple[str, Rows]]:
     except AtlsError as e:
         out.append(("atls evidence", [("error", f"{e.code}: {e.message}")]))
         return out
-    out.append(("atls evidence", [("format", ext.format), ("binding", ext.binding),
-                                  ("size", str(len(ext.evidence)))]))
+    out.append(
+        (
+            "atls evidence",
+            [("format", ext.format), ("binding", ext.binding), ("size", str(len(ext.evidence)))],
+        )
+    )
     stapled = parsed.extension(STAPLED_COLLATERAL_OID)
     if stapled is not None:
         try:
             col = decode_collateral(stapled)
-            out.append(("stapled collateral", [
-                ("certificates", str(len(col.certificates))), ("crls", str(len(col.crls))),
-                ("documents", ", ".join(d.kind for d in col.documents) or "-")]))
+            out.append(
+                (
+                    "stapled collateral",
+                    [
+                        ("certificates", str(len(col.certificates))),
+                        ("crls", str(len(col.crls))),
+                        ("documents", ", ".join(d.kind for d in col.documents) or "-"),
+                    ],
+                )
+            )
         except AtlsError as e:
             out.append(("stapled collateral", [("error", f"{e.code}: {e.message}")]))
     out.extend(_evidence_rows(ext.evidence, ext.format))

@@ -234,7 +234,11 @@ class AttestationVerifier:
             )
         # 4. cryptographic verification of the evidence (chain, signature, TCB)
         verified = verify_evidence(
-            fmt, ext.evidence, trust=self.trust, collateral=collateral, at=at,
+            fmt,
+            ext.evidence,
+            trust=self.trust,
+            collateral=collateral,
+            at=at,
             allow_simulated=self.allow_simulated,
         )
         # 5. the evidence commits to this certificate's key (and our nonce)
@@ -252,6 +256,7 @@ class Verdict:
     verified: Verified | None = None
     accepted: Accepted | None = None
     errors: list[AtlsError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def authentic(self) -> bool:
@@ -260,6 +265,7 @@ class Verdict:
     def to_json(self) -> dict[str, Any]:
         v = self.verified
         unchecked = list(self.accepted.unchecked if self.accepted else v.unchecked if v else [])
+        unchecked += self.notes
         return {
             "verdict": "accepted" if self.accepted is not None else "rejected",
             "platform": self.platform,
@@ -307,20 +313,33 @@ def judge(
     try:
         if _looks_like_certificate(data):
             av = AttestationVerifier(
-                policy=policy, trust=trust, collateral=collateral, fresh=bool(nonce),
-                formats=formats, allow_simulated=allow_simulated,
+                policy=policy,
+                trust=trust,
+                collateral=collateral,
+                fresh=bool(nonce),
+                formats=formats,
+                allow_simulated=allow_simulated,
             )
             verified, binding = av.authenticate_certificate(data, nonce=nonce, at=at)
         else:
             fmt = _sniff(data, formats, platform)
             verdict.platform = fmt.platform
             verified = verify_evidence(
-                fmt, data, trust=trust, collateral=collateral, at=at,
+                fmt,
+                data,
+                trust=trust,
+                collateral=collateral,
+                at=at,
                 allow_simulated=allow_simulated,
             )
         verdict.platform = verified.platform
         verdict.verified = verified
         verdict.accepted = policy.evaluate(verified, binding=binding)
+        if not binding:
+            verdict.notes.append(
+                "binding: raw evidence is not bound to a TLS key here; report_data is shown "
+                "as a claim only"
+            )
     except AttestationError as e:
         verdict.errors.append(e)
     return verdict

@@ -45,7 +45,9 @@ def make_server(received: list[bytes]):  # type: ignore[no-untyped-def]
 
 
 async def main() -> tuple[str, list[bytes], list[bytes]]:
-    policy = parse_policy({"version": 1, "name": "analytics", "snp": {"measurement": EXPECTED.hex()}})
+    policy = parse_policy(
+        {"version": 1, "name": "analytics", "snp": {"measurement": EXPECTED.hex()}}
+    )
     good_received: list[bytes] = []
     evil_received: list[bytes] = []
     good = SimulatedAttester("snp", measurement=EXPECTED)
@@ -56,8 +58,13 @@ async def main() -> tuple[str, list[bytes], list[bytes]]:
         for att, sink in ((good, good_received), (evil, evil_received)):
             listeners = await n.start(
                 lambda task_status, att=att, sink=sink: serve_attested(
-                    make_server(sink), 0, credentials=AttestedCredentials(att, mode="fresh"),
-                    host="127.0.0.1", task_status=task_status))
+                    make_server(sink),
+                    0,
+                    credentials=AttestedCredentials(att, mode="fresh"),
+                    host="127.0.0.1",
+                    task_status=task_status,
+                )
+            )
             ports.append(listeners[0].socket.getsockname()[1])
         receipt = await upload(ports[0], verifier)
         print("uploaded to the verified server:", receipt)

@@ -22,16 +22,20 @@ def echo(conn: AttestedConnection) -> None:
 def main() -> bytes:
     attester = SimulatedAttester("snp", measurement=MEASUREMENT)
     policy = parse_policy({"version": 1, "snp": {"measurement": MEASUREMENT.hex()}})
-    verifier = AttestationVerifier(policy=policy, trust=attester.trust_store(),
-                                   allow_simulated=True)
-    with serve(echo, "127.0.0.1", 0,
-               credentials=AttestedCredentials(attester, mode="fresh")) as server:
-        with connect("127.0.0.1", server.port, verifier=verifier) as conn:
-            assert conn.attestation is not None
-            print("verified:", conn.attestation.platform, conn.attestation.claims["measurement"])
-            conn.sendall(b"hello over blocking sockets")
-            reply = conn.recv()
-            print("echo:", reply.decode())
+    verifier = AttestationVerifier(
+        policy=policy, trust=attester.trust_store(), allow_simulated=True
+    )
+    with (
+        serve(
+            echo, "127.0.0.1", 0, credentials=AttestedCredentials(attester, mode="fresh")
+        ) as server,
+        connect("127.0.0.1", server.port, verifier=verifier) as conn,
+    ):
+        assert conn.attestation is not None
+        print("verified:", conn.attestation.platform, conn.attestation.claims["measurement"])
+        conn.sendall(b"hello over blocking sockets")
+        reply = conn.recv()
+        print("echo:", reply.decode())
     return reply
 
 

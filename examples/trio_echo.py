@@ -25,14 +25,16 @@ async def echo(stream: AttestedStream) -> None:
 async def main() -> bytes:
     attester = SimulatedAttester("snp", measurement=MEASUREMENT)
     credentials = AttestedCredentials(attester, mode="fresh")
-    policy = parse_policy({"version": 1, "name": "echo",
-                           "snp": {"measurement": MEASUREMENT.hex()}})
-    verifier = AttestationVerifier(policy=policy, trust=attester.trust_store(),
-                                   allow_simulated=True)
+    policy = parse_policy({"version": 1, "name": "echo", "snp": {"measurement": MEASUREMENT.hex()}})
+    verifier = AttestationVerifier(
+        policy=policy, trust=attester.trust_store(), allow_simulated=True
+    )
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
-            lambda task_status: serve_attested(echo, 0, credentials=credentials,
-                                               host="127.0.0.1", task_status=task_status))
+            lambda task_status: serve_attested(
+                echo, 0, credentials=credentials, host="127.0.0.1", task_status=task_status
+            )
+        )
         port = listeners[0].socket.getsockname()[1]
         stream = await open_attested_stream("127.0.0.1", port, verifier=verifier)
         async with stream:

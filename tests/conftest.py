@@ -20,5 +20,7 @@ def vectors() -> Path:
     """The test-vector folder (``$ATLS_TEST_VECTORS`` or ``../shared/vectors``)."""
     p = vectors_dir()
     if p is None:
-        pytest.skip("test vectors not found: set ATLS_TEST_VECTORS (CI fails when they are missing)")
+        pytest.skip(
+            "test vectors not found: set ATLS_TEST_VECTORS (CI fails when they are missing)"
+        )
     return p

@@ -12,8 +12,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run(name: str) -> str:
-    out = subprocess.run([sys.executable, str(EXAMPLES / name)], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 

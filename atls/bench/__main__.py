@@ -13,8 +13,7 @@ _BENCHMARKS = {
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in _BENCHMARKS:
-        print(f"usage: python -m atls.bench {{{','.join(_BENCHMARKS)}}} [options]",
-              file=sys.stderr)
+        print(f"usage: python -m atls.bench {{{','.join(_BENCHMARKS)}}} [options]", file=sys.stderr)
         return 2
     mod = importlib.import_module(_BENCHMARKS[argv[0]])
     rc: int = mod.main(argv[1:])

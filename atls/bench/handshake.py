@@ -33,10 +33,16 @@ def _plain_cert() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plain")])
     now = _dt.datetime.now(_dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(minutes=1))
-            .not_valid_after(now + _dt.timedelta(hours=1)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=1))
+        .not_valid_after(now + _dt.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
     return cert, key
 
 
@@ -61,8 +67,9 @@ async def _bench(mode: str, seconds: float, rounds: int) -> dict[str, float]:
     att_creds = AttestedCredentials(attester, mode=mode)  # type: ignore[arg-type]
     measurement = attester.hierarchy.report(b"\0" * 64)[0x90:0xC0].hex()
     policy = parse_policy({"version": 1, "name": "bench", "snp": {"measurement": measurement}})
-    attested = AttestationVerifier(policy=policy, trust=attester.trust_store(),
-                                   fresh=mode == "fresh", allow_simulated=True)
+    attested = AttestationVerifier(
+        policy=policy, trust=attester.trust_store(), fresh=mode == "fresh", allow_simulated=True
+    )
     cert, key = _plain_cert()
     plain_creds = PlainCredentials(cert, key)
     plain = PinnedCertificateVerifier(cert)
@@ -75,9 +82,10 @@ async def _bench(mode: str, seconds: float, rounds: int) -> dict[str, float]:
         for name in ("attested", "plain"):
             c = creds[name]
             listeners = await n.start(
-                lambda task_status, c=c: serve_attested(_handler, 0, credentials=c,
-                                                        host="127.0.0.1",
-                                                        task_status=task_status))
+                lambda task_status, c=c: serve_attested(
+                    _handler, 0, credentials=c, host="127.0.0.1", task_status=task_status
+                )
+            )
             ports[name] = listeners[0].socket.getsockname()[1]
         verifiers: dict[str, CertificateVerifier] = {"attested": attested, "plain": plain}
         for name in ("attested", "plain"):  # warm-up: contexts, caches, static minting
@@ -90,8 +98,12 @@ async def _bench(mode: str, seconds: float, rounds: int) -> dict[str, float]:
         n.cancel_scope.cancel()
     a = counts["attested"] / elapsed["attested"]
     p = counts["plain"] / elapsed["plain"]
-    return {"mode": mode, "attested_per_s": round(a, 1), "plain_per_s": round(p, 1),  # type: ignore[dict-item]
-            "ratio": round(a / p, 3)}
+    return {
+        "mode": mode,
+        "attested_per_s": round(a, 1),
+        "plain_per_s": round(p, 1),  # type: ignore[dict-item]
+        "ratio": round(a / p, 3),
+    }
 
 
 def run(mode: str = "static", seconds: float = 5.0, rounds: int = 5) -> dict[str, float]:
@@ -109,6 +121,8 @@ def main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.mode}: attested {result['attested_per_s']}/s, plain "
-              f"{result['plain_per_s']}/s, ratio {result['ratio']}")
+        print(
+            f"{args.mode}: attested {result['attested_per_s']}/s, plain "
+            f"{result['plain_per_s']}/s, ratio {result['ratio']}"
+        )
     return 0

@@ -61,21 +61,29 @@ def parse_at(value: str | None) -> _dt.datetime:
             return _dt.datetime.fromtimestamp(float(value), _dt.UTC)
         t = _dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except (ValueError, OverflowError, OSError) as e:
-        raise ConfigurationError(f"--at {value!r}: not ISO 8601 or unix seconds",
-                                 code="usage.at") from e
+        raise ConfigurationError(
+            f"--at {value!r}: not ISO 8601 or unix seconds", code="usage.at"
+        ) from e
     return t if t.tzinfo else t.replace(tzinfo=_dt.UTC)
 
 
-def load_trust(trust_dir: str | None, *, allow_simulated: bool, simulated_platforms: Sequence[str]
-               = ("snp", "tdx")) -> TrustStore:
+def load_trust(
+    trust_dir: str | None,
+    *,
+    allow_simulated: bool,
+    simulated_platforms: Sequence[str] = ("snp", "tdx"),
+) -> TrustStore:
     """The trust store: ``--trust-dir`` (or the default one if it exists), plus the demo
     simulated roots when ``--allow-simulated`` is given."""
     if trust_dir is not None:
         store = TrustStore.from_directory(trust_dir, allow_simulated=allow_simulated)
     else:
         d = default_trust_dir()
-        store = (TrustStore.from_directory(d, allow_simulated=allow_simulated) if d.is_dir()
-                 else TrustStore(allow_simulated=allow_simulated))
+        store = (
+            TrustStore.from_directory(d, allow_simulated=allow_simulated)
+            if d.is_dir()
+            else TrustStore(allow_simulated=allow_simulated)
+        )
     if allow_simulated:
         from atls.testing.demo import demo_trust_store
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import sys
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import click
 import trio
 from rich.console import Console
+from rich.markup import escape as esc
 from rich.table import Table
 
 from atls.cli._common import (
@@ -104,21 +106,47 @@ def _attester(kind: str, platform: str, tcti: str | None) -> Any:
 
 
 @click.command("serve")
-@click.option("--attester", type=click.Choice(["simulated", "configfs-tsm", "tpm"]),
-              default="simulated", show_default=True)
-@click.option("--platform", type=click.Choice(["snp", "tdx"]), default="snp", show_default=True,
-              help="Platform of the simulated TEE.")
-@click.option("--mode", type=click.Choice(["static", "fresh"]), default="fresh",
-              show_default=True, help="fresh: new evidence per client nonce (clients without "
-              "a nonce get the static certificate).")
+@click.option(
+    "--attester",
+    type=click.Choice(["simulated", "configfs-tsm", "tpm"]),
+    default="simulated",
+    show_default=True,
+)
+@click.option(
+    "--platform",
+    type=click.Choice(["snp", "tdx"]),
+    default="snp",
+    show_default=True,
+    help="Platform of the simulated TEE.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["static", "fresh"]),
+    default="fresh",
+    show_default=True,
+    help="fresh: new evidence per client nonce (clients without "
+    "a nonce get the static certificate).",
+)
 @click.option("--listen", required=True, metavar="HOST:PORT")
 @click.option("--echo", is_flag=True, help="Echo what each client sends.")
 @click.option("--forward", metavar="HOST:PORT", help="Forward each client to this TCP service.")
 @click.option("--tcti", metavar="TCTI", help="TPM TCTI string (with --attester tpm).")
-@click.option("--max-concurrent", default=4, show_default=True,
-              help="Bound on concurrent evidence generations (fresh mode).")
-def serve_cmd(attester: str, platform: str, mode: str, listen: str, echo: bool,
-              forward: str | None, tcti: str | None, max_concurrent: int) -> None:
+@click.option(
+    "--max-concurrent",
+    default=4,
+    show_default=True,
+    help="Bound on concurrent evidence generations (fresh mode).",
+)
+def serve_cmd(
+    attester: str,
+    platform: str,
+    mode: str,
+    listen: str,
+    echo: bool,
+    forward: str | None,
+    tcti: str | None,
+    max_concurrent: int,
+) -> None:
     """Wrap a TCP service (or an echo service) in attested TLS."""
     if echo == bool(forward):
         raise click.UsageError("give exactly one of --echo or --forward HOST:PORT")
@@ -126,11 +154,14 @@ def serve_cmd(attester: str, platform: str, mode: str, listen: str, echo: bool,
     handler = _echo if echo else _forwarder(_hostport(forward or ""))
     try:
         att = _attester(attester, platform, tcti)
-        creds = AttestedCredentials(att, mode=mode,  # type: ignore[arg-type]
-                                    max_concurrent=max_concurrent)
+        creds = AttestedCredentials(
+            att,
+            mode=mode,  # type: ignore[arg-type]
+            max_concurrent=max_concurrent,
+        )
         creds.static()  # fail at start-up, not at the first client
     except AtlsError as e:
-        err_console.print(f"[red]error:[/] {e}")
+        err_console.print(f"[red]error:[/] {esc(str(e))}")
         sys.exit(EXIT_USAGE)
     if attester == "simulated":
         simulated_banner()
@@ -138,30 +169,44 @@ def serve_cmd(attester: str, platform: str, mode: str, listen: str, echo: bool,
     async def run() -> None:
         async with trio.open_nursery() as n:
             listeners = await n.start(
-                lambda task_status: serve_attested(handler, port, credentials=creds, host=host,
-                                                   task_status=task_status))
+                lambda task_status: serve_attested(
+                    handler, port, credentials=creds, host=host, task_status=task_status
+                )
+            )
             addr = listeners[0].socket.getsockname()
-            err_console.print(f"atls: serving {att.format_name} evidence ({mode} mode) on "
-                              f"{addr[0]}:{addr[1]}")
+            err_console.print(
+                f"atls: serving {att.format_name} evidence ({mode} mode) on {addr[0]}:{addr[1]}"
+            )
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         trio.run(run)
-    except KeyboardInterrupt:
-        pass
 
 
-def _verifier(policy: Policy, trust: TrustStore, collateral: Collateral, *, static: bool,
-              allow_simulated: bool) -> AttestationVerifier:
-    return AttestationVerifier(policy=policy, trust=trust, collateral=collateral,
-                               fresh=not static, allow_simulated=allow_simulated)
+def _verifier(
+    policy: Policy,
+    trust: TrustStore,
+    collateral: Collateral,
+    *,
+    static: bool,
+    allow_simulated: bool,
+) -> AttestationVerifier:
+    return AttestationVerifier(
+        policy=policy,
+        trust=trust,
+        collateral=collateral,
+        fresh=not static,
+        allow_simulated=allow_simulated,
+    )
 
 
-def fetch_attestation(target: str, *, trust: TrustStore, collateral: Collateral,
-                      allow_simulated: bool) -> Verified:
+def fetch_attestation(
+    target: str, *, trust: TrustStore, collateral: Collateral, allow_simulated: bool
+) -> Verified:
     """Connect to ``target`` with the default policy and return what it proved."""
     host, port = _hostport(target)
-    verifier = _verifier(Policy.default(), trust, collateral, static=False,
-                         allow_simulated=allow_simulated)
+    verifier = _verifier(
+        Policy.default(), trust, collateral, static=False, allow_simulated=allow_simulated
+    )
 
     async def run() -> Verified:
         stream = await open_attested_stream(host, port, verifier=verifier)
@@ -179,22 +224,32 @@ def fetch_attestation(target: str, *, trust: TrustStore, collateral: Collateral,
 @click.option("--collateral", multiple=True, metavar="PATH")
 @click.option("--allow-simulated", is_flag=True, help="Trust the simulated TEE's demo roots.")
 @click.option("--static", is_flag=True, help="Accept key-only binding (no client nonce).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the attestation result as JSON on stderr.")
-def connect_cmd(target: str, policy_path: str | None, trust_dir: str | None,
-                collateral: tuple[str, ...], allow_simulated: bool, static: bool,
-                as_json: bool) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the attestation result as JSON on stderr."
+)
+def connect_cmd(
+    target: str,
+    policy_path: str | None,
+    trust_dir: str | None,
+    collateral: tuple[str, ...],
+    allow_simulated: bool,
+    static: bool,
+    as_json: bool,
+) -> None:
     """Attested connection: stdin to the server, the server to stdout.
 
     Exit 1 when the attestation is rejected; then nothing from stdin was sent."""
     host, port = _hostport(target)
     try:
-        verifier = _verifier(load_policy_option(policy_path),
-                             load_trust(trust_dir, allow_simulated=allow_simulated),
-                             load_collateral_option(collateral), static=static,
-                             allow_simulated=allow_simulated)
+        verifier = _verifier(
+            load_policy_option(policy_path),
+            load_trust(trust_dir, allow_simulated=allow_simulated),
+            load_collateral_option(collateral),
+            static=static,
+            allow_simulated=allow_simulated,
+        )
     except ConfigurationError as e:
-        err_console.print(f"[red]error:[/] {e}")
+        err_console.print(f"[red]error:[/] {esc(str(e))}")
         sys.exit(EXIT_USAGE)
 
     async def run() -> int:
@@ -204,8 +259,8 @@ def connect_cmd(target: str, policy_path: str | None, trust_dir: str | None,
             if as_json:
                 import json
 
-                err_console.print(json.dumps({"verdict": "rejected", "errors": [e.to_json()]}))
-            err_console.print(f"[red]atls: rejected:[/] {e.code}: {e.message}")
+                click.echo(json.dumps({"verdict": "rejected", "errors": [e.to_json()]}), err=True)
+            err_console.print(f"[red]atls: rejected:[/] {e.code}: {esc(e.message)}")
             return EXIT_REJECTED
         accepted = stream.attestation
         assert accepted is not None
@@ -214,14 +269,14 @@ def connect_cmd(target: str, policy_path: str | None, trust_dir: str | None,
         if as_json:
             import json
 
-            err_console.print(json.dumps({"verdict": "accepted", **accepted.to_json()}),
-                              soft_wrap=True)
+            click.echo(json.dumps({"verdict": "accepted", **accepted.to_json()}), err=True)
         async with stream:
 
             async def pump_in() -> None:
                 while True:
-                    data = await trio.to_thread.run_sync(sys.stdin.buffer.read1, 65536,
-                                                         abandon_on_cancel=True)
+                    data = await trio.to_thread.run_sync(
+                        sys.stdin.buffer.read1, 65536, abandon_on_cancel=True
+                    )
                     if not data:
                         await stream.send_eof()
                         return
@@ -240,22 +295,23 @@ def connect_cmd(target: str, policy_path: str | None, trust_dir: str | None,
 
 @click.command("demo")
 @click.option("--platform", type=click.Choice(["snp", "tdx"]), default="snp", show_default=True)
-@click.option("--mode", type=click.Choice(["static", "fresh"]), default="fresh",
-              show_default=True)
+@click.option("--mode", type=click.Choice(["static", "fresh"]), default="fresh", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the verified claims as JSON.")
 def demo_cmd(platform: str, mode: str, as_json: bool) -> None:
     """Run a simulated-TEE server and an attested client on loopback and show the verdicts."""
     from atls.attest import SimulatedAttester
 
-    knobs = ({"measurement": bytes.fromhex(DEMO_MEASUREMENT)} if platform == "snp"
-             else {"mr_td": bytes.fromhex(DEMO_MR_TD)})
+    knobs = (
+        {"measurement": bytes.fromhex(DEMO_MEASUREMENT)}
+        if platform == "snp"
+        else {"mr_td": bytes.fromhex(DEMO_MR_TD)}
+    )
     attester = SimulatedAttester(platform, **knobs)  # type: ignore[arg-type]
     creds = AttestedCredentials(attester, mode=mode)  # type: ignore[arg-type]
     trust = attester.trust_store()
     key, value = ("measurement", DEMO_MEASUREMENT) if platform == "snp" else ("mr_td", DEMO_MR_TD)
     good = parse_policy({"version": 1, "name": "demo", platform: {key: value}})
-    bad = parse_policy({"version": 1, "name": "demo-wrong-measurement",
-                        platform: {key: "00" * 48}})
+    bad = parse_policy({"version": 1, "name": "demo-wrong-measurement", platform: {key: "00" * 48}})
     received: list[bytes] = []
 
     async def handler(stream: AttestedStream) -> None:
@@ -266,11 +322,12 @@ def demo_cmd(platform: str, mode: str, as_json: bool) -> None:
     async def run() -> int:
         async with trio.open_nursery() as n:
             listeners = await n.start(
-                lambda task_status: serve_attested(handler, 0, credentials=creds,
-                                                   host="127.0.0.1", task_status=task_status))
+                lambda task_status: serve_attested(
+                    handler, 0, credentials=creds, host="127.0.0.1", task_status=task_status
+                )
+            )
             port = listeners[0].socket.getsockname()[1]
-            v = _verifier(good, trust, Collateral(), static=mode == "static",
-                          allow_simulated=True)
+            v = _verifier(good, trust, Collateral(), static=mode == "static", allow_simulated=True)
             stream = await open_attested_stream("127.0.0.1", port, verifier=v)
             async with stream:
                 await stream.send_all(b"hello from an attested client")
@@ -282,26 +339,39 @@ def demo_cmd(platform: str, mode: str, as_json: bool) -> None:
             before = len(received)
             try:
                 s2 = await open_attested_stream(
-                    "127.0.0.1", port,
-                    verifier=_verifier(bad, trust, Collateral(), static=mode == "static",
-                                       allow_simulated=True))
+                    "127.0.0.1",
+                    port,
+                    verifier=_verifier(
+                        bad, trust, Collateral(), static=mode == "static", allow_simulated=True
+                    ),
+                )
                 await s2.aclose()
             except AttestationError as e:
                 rejected = e
             n.cancel_scope.cancel()
         if as_json:
-            print_json({"accepted": accepted.to_json(), "echo": echo.decode(),
-                        "rejected": rejected.to_json() if rejected else None})
+            print_json(
+                {
+                    "accepted": accepted.to_json(),
+                    "echo": echo.decode(),
+                    "rejected": rejected.to_json() if rejected else None,
+                }
+            )
         else:
             out = Console()
-            out.print(_claims_table(accepted, f"verified {accepted.platform} claims "
-                                    f"(simulated TEE, {mode} mode)"))
+            out.print(
+                _claims_table(
+                    accepted, f"verified {accepted.platform} claims (simulated TEE, {mode} mode)"
+                )
+            )
             out.print(f"[green]accepted[/] by policy {accepted.policy!r}; echo: {echo!r}")
             for u in accepted.unchecked:
-                out.print(f"[yellow]not checked:[/] {u}")
+                out.print(f"[yellow]not checked:[/] {esc(u)}")
             if rejected is not None:
-                out.print(f"[green]as expected, a client pinning another measurement refused "
-                          f"the server[/]: {rejected.code}: {rejected.message}")
+                out.print(
+                    f"[green]as expected, a client pinning another measurement refused "
+                    f"the server[/]: {rejected.code}: {rejected.message}"
+                )
         simulated_banner()
         if rejected is None or len(received) != before or echo != received[0]:
             err_console.print("[red]demo failed: the wrong-policy client was not refused[/]")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape as esc
 from rich.table import Table
 
 from atls.cli._common import (
@@ -23,7 +24,7 @@ from atls.cli._common import (
     read_evidence,
     simulated_banner,
 )
-from atls.errors import ConfigurationError
+from atls.errors import AttestationError, ConfigurationError, HandshakeError
 from atls.pipeline import Verdict, judge
 
 __all__ = ["inspect_cmd", "policy_group", "verify_cmd"]
@@ -34,38 +35,59 @@ PLATFORMS = ["auto", "snp", "tdx", "sgx", "tpm"]
 def _render(verdict: Verdict) -> None:
     out = Console()
     color = "green" if verdict.accepted else "red"
-    out.print(f"[bold {color}]{'ACCEPTED' if verdict.accepted else 'REJECTED'}[/] "
-              f"platform={verdict.platform} authentic={verdict.authentic}")
+    out.print(
+        f"[bold {color}]{'ACCEPTED' if verdict.accepted else 'REJECTED'}[/] "
+        f"platform={verdict.platform} authentic={verdict.authentic}"
+    )
     v = verdict.verified
     if v is not None:
-        out.print(f"trust root: {v.trust_root}  tcb_status: {v.tcb_status}  "
-                  f"advisories: {', '.join(v.advisory_ids) or '-'}")
+        out.print(
+            f"trust root: {v.trust_root}  tcb_status: {v.tcb_status}  "
+            f"advisories: {', '.join(v.advisory_ids) or '-'}"
+        )
         table = Table("claim", "value", show_header=True)
         for k, val in v.claims.items():
             table.add_row(k, val if isinstance(val, str) else json.dumps(val))
         out.print(table)
         unchecked = verdict.accepted.unchecked if verdict.accepted else v.unchecked
         for u in unchecked:
-            out.print(f"[yellow]not checked:[/] {u}")
+            out.print(f"[yellow]not checked:[/] {esc(u)}")
     for e in verdict.errors:
-        out.print(f"[red]error[/] {e.code}: {e.message}")
+        out.print(f"[red]error[/] {e.code}: {esc(e.message)}")
 
 
 @click.command("verify")
 @click.argument("evidence")
 @click.option("--platform", type=click.Choice(PLATFORMS), default="auto", show_default=True)
-@click.option("--collateral", "collateral", multiple=True, metavar="PATH",
-              help="Certificates, chains, CRLs, TCB info... (files or directories, by content).")
+@click.option(
+    "--collateral",
+    "collateral",
+    multiple=True,
+    metavar="PATH",
+    help="Certificates, chains, CRLs, TCB info... (files or directories, by content).",
+)
 @click.option("--trust-dir", metavar="DIR", help="Directory of pinned vendor roots.")
 @click.option("--at", metavar="TIME", help="Verification time: ISO 8601 or unix seconds.")
-@click.option("--policy", "policy_path", metavar="FILE", help="Policy (TOML); default: "
-              "authentic, non-debug evidence, measurements not checked.")
+@click.option(
+    "--policy",
+    "policy_path",
+    metavar="FILE",
+    help="Policy (TOML); default: authentic, non-debug evidence, measurements not checked.",
+)
 @click.option("--nonce", metavar="HEX", help="Client nonce a fresh-mode certificate is bound to.")
 @click.option("--allow-simulated", is_flag=True, help="Trust the simulated TEE's demo roots.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def verify_cmd(evidence: str, platform: str, collateral: tuple[str, ...], trust_dir: str | None,
-               at: str | None, policy_path: str | None, nonce: str | None,
-               allow_simulated: bool, as_json: bool) -> None:
+def verify_cmd(
+    evidence: str,
+    platform: str,
+    collateral: tuple[str, ...],
+    trust_dir: str | None,
+    at: str | None,
+    policy_path: str | None,
+    nonce: str | None,
+    allow_simulated: bool,
+    as_json: bool,
+) -> None:
     """Verify EVIDENCE (raw report/quote, its hex or base64 text, or an attested certificate).
 
     Exit 0 accepted, 1 rejected, 2 usage or configuration error."""
@@ -77,10 +99,18 @@ def verify_cmd(evidence: str, platform: str, collateral: tuple[str, ...], trust_
         when = parse_at(at)
         nonce_bytes = bytes.fromhex(nonce) if nonce else b""
     except (ConfigurationError, ValueError) as e:
-        err_console.print(f"[red]error:[/] {e}")
+        err_console.print(f"[red]error:[/] {esc(str(e))}")
         sys.exit(EXIT_USAGE)
-    verdict = judge(data, trust=trust, collateral=coll, at=when, policy=policy,
-                    platform=platform, allow_simulated=allow_simulated, nonce=nonce_bytes)
+    verdict = judge(
+        data,
+        trust=trust,
+        collateral=coll,
+        at=when,
+        policy=policy,
+        platform=platform,
+        allow_simulated=allow_simulated,
+        nonce=nonce_bytes,
+    )
     if verdict.verified is not None and verdict.verified.simulated:
         simulated_banner()
     if as_json:
@@ -99,7 +129,7 @@ def inspect_cmd(file: str) -> None:
     try:
         data = read_evidence(file)
     except ConfigurationError as e:
-        err_console.print(f"[red]error:[/] {e}")
+        err_console.print(f"[red]error:[/] {esc(str(e))}")
         sys.exit(EXIT_USAGE)
     out = Console()
     for title, rows in describe(data):
@@ -115,16 +145,28 @@ def policy_group() -> None:
 
 
 @policy_group.command("init")
-@click.option("--from", "source", required=True, metavar="HOST:PORT|EVIDENCE",
-              help="A running attested server, or an evidence file / certificate.")
+@click.option(
+    "--from",
+    "source",
+    required=True,
+    metavar="HOST:PORT|EVIDENCE",
+    help="A running attested server, or an evidence file / certificate.",
+)
 @click.option("-o", "--output", required=True, metavar="FILE")
 @click.option("--trust-dir", metavar="DIR")
 @click.option("--collateral", multiple=True, metavar="PATH")
 @click.option("--at", metavar="TIME")
 @click.option("--allow-simulated", is_flag=True)
 @click.option("--name", default=None, help="Policy name (default: the source).")
-def policy_init(source: str, output: str, trust_dir: str | None, collateral: tuple[str, ...],
-                at: str | None, allow_simulated: bool, name: str | None) -> None:
+def policy_init(
+    source: str,
+    output: str,
+    trust_dir: str | None,
+    collateral: tuple[str, ...],
+    at: str | None,
+    allow_simulated: bool,
+    name: str | None,
+) -> None:
     """Write a policy pinning the measurements that SOURCE shows (after verifying it)."""
     from atls.policy import Policy, dump_policy, pin_claims
 
@@ -133,21 +175,34 @@ def policy_init(source: str, output: str, trust_dir: str | None, collateral: tup
         coll = load_collateral_option(collateral)
         when = parse_at(at)
         if Path(source).exists():
-            verdict = judge(read_evidence(source), trust=trust, collateral=coll, at=when,
-                            policy=Policy.default(), allow_simulated=allow_simulated)
-            if verdict.verified is None:
+            verdict = judge(
+                read_evidence(source),
+                trust=trust,
+                collateral=coll,
+                at=when,
+                policy=Policy.default(),
+                allow_simulated=allow_simulated,
+            )
+            if verdict.verified is None or verdict.accepted is None:
+                # only authentic evidence that the default policy accepts (non-debug, an
+                # acceptable TCB status) is pinned: never write a fail-open policy
                 for e in verdict.errors:
-                    err_console.print(f"[red]error[/] {e.code}: {e.message}")
+                    err_console.print(f"[red]error[/] {e.code}: {esc(e.message)}")
                 sys.exit(EXIT_REJECTED)
             verified = verdict.verified
         else:
             from atls.cli._net import fetch_attestation
 
-            verified = fetch_attestation(source, trust=trust, collateral=coll,
-                                         allow_simulated=allow_simulated)
+            try:
+                verified = fetch_attestation(
+                    source, trust=trust, collateral=coll, allow_simulated=allow_simulated
+                )
+            except (AttestationError, HandshakeError) as e:
+                err_console.print(f"[red]error[/] {e.code}: {esc(e.message)}")
+                sys.exit(EXIT_REJECTED)
         text = dump_policy(name or source, pin_claims(verified))
     except ConfigurationError as e:
-        err_console.print(f"[red]error:[/] {e}")
+        err_console.print(f"[red]error:[/] {esc(str(e))}")
         sys.exit(EXIT_USAGE)
     if verified.simulated:
         simulated_banner()
@@ -164,6 +219,6 @@ def policy_check(file: str) -> None:
     try:
         p = load_policy(file)
     except ConfigurationError as e:
-        err_console.print(f"[red]invalid:[/] {e}")
+        err_console.print(f"[red]invalid:[/] {esc(str(e))}")
         sys.exit(EXIT_USAGE)
     click.echo(f"{file}: valid policy {p.name!r} for {', '.join(sorted(p.platforms))}")

@@ -36,6 +36,10 @@ def load_collateral(paths: Iterable[str | os.PathLike[str]]) -> Collateral:
         p = Path(raw)
         for f in _files(p):
             if f.stat().st_size > MAX_COLLATERAL_FILE:
+                if f == p:
+                    raise ConfigurationError(
+                        f"{f}: larger than {MAX_COLLATERAL_FILE} bytes", code="collateral.too_large"
+                    )
                 continue
             found = collateral_from_bytes(f.read_bytes(), source=str(f))
             if not found and f == p:

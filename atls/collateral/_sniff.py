@@ -7,9 +7,7 @@ import re
 
 __all__ = ["is_der_sequence", "split_certificates", "split_crls", "split_pem"]
 
-_PEM_RE = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL
-)
+_PEM_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\s*(.*?)\s*-----END \1-----", re.DOTALL)
 
 
 def split_pem(data: bytes) -> list[tuple[str, bytes]]:

@@ -22,9 +22,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from atls.collateral import Collateral
 from atls.errors import AttesterError, UnsupportedEvidenceError, VerificationError
+from atls.interop._profile import ProfileBase
 from atls.pipeline import parse_certificate
 from atls.policy import Accepted
-from atls.interop._profile import ProfileBase
 
 __all__ = [
     "COCOS_NONCE_SIZE",
@@ -74,12 +74,16 @@ class CocosVerifier(ProfileBase):
     def server_name(self, nonce: bytes) -> str | None:
         return encode_cocos_sni(nonce)
 
-    def verify_certificate(self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime,
-                           chain: tuple[bytes, ...] = ()) -> Accepted:
+    def verify_certificate(
+        self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime, chain: tuple[bytes, ...] = ()
+    ) -> Accepted:
         parsed = parse_certificate(cert_der)
         self._check_validity(parsed, at)
-        present = [o for o in (OID_SNP_VTPM, OID_AZURE, OID_TDX) if parsed.extension(
-            x509.ObjectIdentifier(o)) is not None]
+        present = [
+            o
+            for o in (OID_SNP_VTPM, OID_AZURE, OID_TDX)
+            if parsed.extension(x509.ObjectIdentifier(o)) is not None
+        ]
         if not present:
             raise VerificationError("no Cocos attestation extension", code="cert.no_evidence")
         if len(present) > 1:
@@ -90,10 +94,15 @@ class CocosVerifier(ProfileBase):
         if oid != OID_TDX:
             raise UnsupportedEvidenceError(
                 f"Cocos evidence {oid} (SNP with vTPM / Azure) is not supported yet",
-                code="cocos.unsupported")
+                code="cocos.unsupported",
+            )
         verified = self._verify("tdx-quote", evidence, at=at)
-        self._require_equal(verified.report_data, cocos_binding(parsed.spki, nonce),
-                            "cocos.binding", "SHA3-512(SPKI || nonce)")
+        self._require_equal(
+            verified.report_data,
+            cocos_binding(parsed.spki, nonce),
+            "cocos.binding",
+            "SHA3-512(SPKI || nonce)",
+        )
         return self.policy.evaluate(verified, binding="cocos")
 
 
@@ -111,30 +120,48 @@ class CocosIssuance:
 
     def report_data(self, spki_der: bytes, nonce: bytes) -> bytes:
         if len(nonce) != COCOS_NONCE_SIZE:
-            raise AttesterError("a Cocos client must send a 64-byte nonce in SNI",
-                                code="cocos.no_nonce")
+            raise AttesterError(
+                "a Cocos client must send a 64-byte nonce in SNI", code="cocos.no_nonce"
+            )
         return cocos_binding(spki_der, nonce)
 
-    def certificate(self, key: ec.EllipticCurvePrivateKey, evidence_format: str,
-                    evidence: bytes, collateral: Collateral, *, not_before: _dt.datetime,
-                    lifetime: _dt.timedelta) -> x509.Certificate:
+    def certificate(
+        self,
+        key: ec.EllipticCurvePrivateKey,
+        evidence_format: str,
+        evidence: bytes,
+        collateral: Collateral,
+        *,
+        not_before: _dt.datetime,
+        lifetime: _dt.timedelta,
+    ) -> x509.Certificate:
         if evidence_format != "tdx-quote":
-            raise AttesterError(f"Cocos certificates carry TDX quotes, not {evidence_format}",
-                                code="cocos.unsupported")
-        name = x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Ultraviolet"),
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "RS"),
-            x509.NameAttribute(NameOID.LOCALITY_NAME, "Belgrade"),
-        ])
+            raise AttesterError(
+                f"Cocos certificates carry TDX quotes, not {evidence_format}",
+                code="cocos.unsupported",
+            )
+        name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Ultraviolet"),
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "RS"),
+                x509.NameAttribute(NameOID.LOCALITY_NAME, "Belgrade"),
+            ]
+        )
         return (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(not_before).not_valid_after(not_before + lifetime)
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
-                                         False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier(OID_TDX), evidence),
-                           critical=False)
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_before + lifetime)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.UnrecognizedExtension(x509.ObjectIdentifier(OID_TDX), evidence), critical=False
+            )
             .sign(key, hashes.SHA256())
         )

@@ -73,8 +73,13 @@ class TdxEvent:
     event_payload: bytes
 
     def to_json(self) -> dict[str, Any]:
-        return {"imr": self.imr, "event_type": self.event_type, "digest": self.digest.hex(),
-                "event": self.event, "event_payload": self.event_payload.hex()}
+        return {
+            "imr": self.imr,
+            "event_type": self.event_type,
+            "digest": self.digest.hex(),
+            "event": self.event,
+            "event_payload": self.event_payload.hex(),
+        }
 
 
 @dataclass(frozen=True)
@@ -151,15 +156,19 @@ def _decode_v0(data: bytes) -> DstackAttestation:
         cert_chain = tuple(s.vec_u8("cert_chain") for _ in range(s.count("cert_chain")))
         mr_config = s.string("mr_config")
     else:
-        raise UnsupportedEvidenceError(f"dstack platform {platform} is not supported",
-                                       code="dstack.platform")
-    runtime = tuple((s.string("runtime event"), s.vec_u8("runtime payload"))
-                    for _ in range(s.count("runtime_events", 2)))
+        raise UnsupportedEvidenceError(
+            f"dstack platform {platform} is not supported", code="dstack.platform"
+        )
+    runtime = tuple(
+        (s.string("runtime event"), s.vec_u8("runtime payload"))
+        for _ in range(s.count("runtime_events", 2))
+    )
     report_data = s.r.bytes(64, "report_data")
     config = s.string("config")
     s.r.expect_end("attestation")
-    return DstackAttestation(0, platform, quote, tuple(events), runtime, report_data, config,
-                             cert_chain, mr_config)
+    return DstackAttestation(
+        0, platform, quote, tuple(events), runtime, report_data, config, cert_chain, mr_config
+    )
 
 
 def _as_bytes(v: Any, field: str) -> bytes:
@@ -178,11 +187,16 @@ def _as_bytes(v: Any, field: str) -> bytes:
 
 def _decode_v1(data: bytes) -> DstackAttestation:
     try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=MAX_ATTESTATION,
-                              max_str_len=MAX_ATTESTATION, max_array_len=1 << 16,
-                              max_map_len=1 << 12)
-    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError,
-            TypeError) as e:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=MAX_ATTESTATION,
+            max_str_len=MAX_ATTESTATION,
+            max_array_len=1 << 16,
+            max_map_len=1 << 12,
+        )
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as e:
         raise _err(f"not a msgpack attestation: {e}") from e
     if not isinstance(obj, dict) or obj.get("version") != 1:
         raise _err("V1 attestation must be a map with version 1")
@@ -201,10 +215,15 @@ def _decode_v1(data: bytes) -> DstackAttestation:
         for e in pdata.get("event_log") or []:
             if not isinstance(e, dict):
                 raise _err("event must be a map", "event_log")
-            events.append(TdxEvent(int(e.get("imr", -1)), int(e.get("event_type", 0)),
-                                   _as_bytes(e.get("digest", b""), "digest"),
-                                   str(e.get("event", "")),
-                                   _as_bytes(e.get("event_payload", b""), "event_payload")))
+            events.append(
+                TdxEvent(
+                    int(e.get("imr", -1)),
+                    int(e.get("event_type", 0)),
+                    _as_bytes(e.get("digest", b""), "digest"),
+                    str(e.get("event", "")),
+                    _as_bytes(e.get("event_payload", b""), "event_payload"),
+                )
+            )
         chain: tuple[bytes, ...] = ()
         mr_config = ""
     elif kind == "sev-snp":
@@ -213,8 +232,9 @@ def _decode_v1(data: bytes) -> DstackAttestation:
         chain = tuple(_as_bytes(c, "cert_chain") for c in pdata.get("cert_chain") or [])
         mr_config = str(pdata.get("mr_config", ""))
     else:
-        raise UnsupportedEvidenceError(f"dstack platform {kind!r} is not supported",
-                                       code="dstack.platform")
+        raise UnsupportedEvidenceError(
+            f"dstack platform {kind!r} is not supported", code="dstack.platform"
+        )
     runtime = []
     for ev in sdata.get("runtime_events") or []:
         if not isinstance(ev, dict):
@@ -223,9 +243,18 @@ def _decode_v1(data: bytes) -> DstackAttestation:
     report_data = _as_bytes(sdata.get("report_data"), "report_data")
     if len(report_data) != 64:
         raise _err("report_data must be 64 bytes", "report_data")
-    return DstackAttestation(1, kind, quote, tuple(events), tuple(runtime), report_data,
-                             str(sdata.get("config", "")), chain, mr_config,
-                             {"stack": stack.get("kind")})
+    return DstackAttestation(
+        1,
+        kind,
+        quote,
+        tuple(events),
+        tuple(runtime),
+        report_data,
+        str(sdata.get("config", "")),
+        chain,
+        mr_config,
+        {"stack": stack.get("kind")},
+    )
 
 
 def decode_attestation(data: bytes) -> DstackAttestation:
@@ -280,9 +309,15 @@ def legacy_event_log(payload: bytes) -> tuple[TdxEvent, ...]:
         if not isinstance(e, dict):
             raise _err("event must be an object")
         try:
-            out.append(TdxEvent(int(e["imr"]), int(e["event_type"]),
-                                bytes.fromhex(e.get("digest", "")), str(e.get("event", "")),
-                                bytes.fromhex(e.get("event_payload", ""))))
+            out.append(
+                TdxEvent(
+                    int(e["imr"]),
+                    int(e["event_type"]),
+                    bytes.fromhex(e.get("digest", "")),
+                    str(e.get("event", "")),
+                    bytes.fromhex(e.get("event_payload", "")),
+                )
+            )
         except (KeyError, ValueError, TypeError) as err:
             raise _err(f"bad event: {err}") from err
     return tuple(out)

@@ -17,6 +17,7 @@ from atls.policy._schema import DEFAULT_TCB_STATUS, PLATFORMS
 
 __all__ = ["Accepted", "PlatformRules", "Policy"]
 
+
 def _empty() -> Mapping[str, Any]:
     return MappingProxyType({})
 
@@ -115,7 +116,7 @@ class Policy:
         return Accepted(verified, self.name, binding, tuple(unchecked))
 
 
-def _check(v: Verified, r: PlatformRules) -> list[Violation]:  # noqa: C901 - a flat checklist
+def _check(v: Verified, r: PlatformRules) -> list[Violation]:
     out: list[Violation] = []
     c = v.claims
 

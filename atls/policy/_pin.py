@@ -11,8 +11,17 @@ __all__ = ["pin_claims"]
 
 _PINNED = {
     "snp": ("measurement", "host_data", "id_key_digest", "author_key_digest"),
-    "tdx": ("mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3", "mr_seam", "mr_config_id", "mr_owner",
-            "mr_owner_config"),
+    "tdx": (
+        "mr_td",
+        "rtmr0",
+        "rtmr1",
+        "rtmr2",
+        "rtmr3",
+        "mr_seam",
+        "mr_config_id",
+        "mr_owner",
+        "mr_owner_config",
+    ),
     "sgx": ("mr_enclave", "mr_signer"),
 }
 
@@ -46,8 +55,11 @@ def pin_claims(verified: Verified) -> dict[str, dict[str, Any]]:
     elif verified.platform == "tpm":
         pcrs = c.get("pcrs")
         if isinstance(pcrs, Mapping):
-            section["pcrs"] = {bank: {str(k): v for k, v in regs.items()}
-                               for bank, regs in pcrs.items() if isinstance(regs, Mapping)}
+            section["pcrs"] = {
+                bank: {str(k): v for k, v in regs.items()}
+                for bank, regs in pcrs.items()
+                if isinstance(regs, Mapping)
+            }
     if verified.debug:
         section["allow_debug"] = True
     return {verified.platform: section}

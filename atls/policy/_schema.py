@@ -79,8 +79,13 @@ PLATFORMS: dict[str, PlatformSchema] = {
             "fmspc": 6,
         },
         rules=_COMMON_RULES
-        | {"allowed_tcb_status", "allowed_advisories", "denied_advisories", "sept_ve_disable",
-           "events"},
+        | {
+            "allowed_tcb_status",
+            "allowed_advisories",
+            "denied_advisories",
+            "sept_ve_disable",
+            "events",
+        },
         has_tcb_status=True,
         measurement_keys=frozenset({"mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3"}),
     ),

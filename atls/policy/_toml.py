@@ -85,11 +85,13 @@ def _strings(where: str, value: Any, allowed: frozenset[str] | None = None) -> f
     if not items or not all(isinstance(i, str) for i in items):
         raise _fail(where, "expected a string or a non-empty list of strings")
     if allowed is not None and not set(items) <= allowed:
-        raise _fail(where, f"unknown values {sorted(set(items) - allowed)}; known: {sorted(allowed)}")
+        raise _fail(
+            where, f"unknown values {sorted(set(items) - allowed)}; known: {sorted(allowed)}"
+        )
     return frozenset(items)
 
 
-def _platform(name: str, schema: PlatformSchema, table: Any) -> PlatformRules:  # noqa: C901
+def _platform(name: str, schema: PlatformSchema, table: Any) -> PlatformRules:
     if not isinstance(table, dict):
         raise _fail(f"[{name}]", "must be a table")
     kw: dict[str, Any] = {}
@@ -103,10 +105,18 @@ def _platform(name: str, schema: PlatformSchema, table: Any) -> PlatformRules:  
         elif key in schema.int_keys:
             ints[key] = _ints(where, value)
         elif key.startswith("minimum_") and key[8:] in schema.min_keys:
-            (minimums[key[8:]],) = _ints(where, value)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise _fail(where, "expected one integer")
+            minimums[key[8:]] = value
         elif key not in schema.rules:
-            known = sorted({*schema.value_keys, *schema.int_keys, *schema.rules,
-                            *(f"minimum_{k}" for k in schema.min_keys)})
+            known = sorted(
+                {
+                    *schema.value_keys,
+                    *schema.int_keys,
+                    *schema.rules,
+                    *(f"minimum_{k}" for k in schema.min_keys),
+                }
+            )
             raise _fail(where, f"unknown key; known keys: {', '.join(known)}")
         elif key in ("allow_debug", "allow_migration_agent", "allow_smt", "sept_ve_disable"):
             kw[key] = _bool(where, value)
@@ -150,6 +160,8 @@ def _pcrs(where: str, value: Any) -> dict[str, dict[int, str]]:
         for idx, hexval in regs.items():
             if not str(idx).isdigit() or not 0 <= int(idx) <= 23:
                 raise _fail(f"{where}.{bank}.{idx}", "PCR index must be 0..23")
+            if not isinstance(hexval, str):
+                raise _fail(f"{where}.{bank}.{idx}", "expected one hex string")
             (out[bank][int(idx)],) = _hexes(f"{where}.{bank}.{idx}", hexval, _BANKS[bank])
     return out
 
@@ -179,6 +191,10 @@ def load_policy(path: str | os.PathLike[str]) -> Policy:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigurationError(f"policy file {p} not found", code="policy.not_found") from None
+    except OSError as e:
+        raise ConfigurationError(
+            f"policy file {p}: {e.strerror or e}", code="policy.unreadable"
+        ) from e
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigurationError(f"policy file {p}: {e}", code="policy.invalid") from e
     return parse_policy(data, source=str(p))

@@ -14,6 +14,7 @@ self-signed certificate carrying that evidence:
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,8 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from atls.attest._base import Attester
-from atls.collateral._bundle import Collateral
 from atls.binding import ATLS_V1, atls_v1_report_data
+from atls.collateral._bundle import Collateral
 from atls.errors import AtlsError, AttesterError
 from atls.tls._sni import decode_nonce_sni
 from atls.x509ext import issue_attested_cert, spki_der
@@ -38,6 +39,9 @@ __all__ = [
     "ServerCredentials",
     "utcnow",
 ]
+
+
+log = logging.getLogger("atls.tls")
 
 
 def utcnow() -> _dt.datetime:
@@ -119,8 +123,13 @@ class NativeProfile:
         lifetime: _dt.timedelta,
     ) -> x509.Certificate:
         return issue_attested_cert(
-            key, evidence_format=evidence_format, evidence=evidence, binding=ATLS_V1,
-            collateral=collateral, not_before=not_before, lifetime=lifetime,
+            key,
+            evidence_format=evidence_format,
+            evidence=evidence,
+            binding=ATLS_V1,
+            collateral=collateral,
+            not_before=not_before,
+            lifetime=lifetime,
         )
 
 
@@ -154,14 +163,13 @@ class AttestedCredentials:
         self._lock = threading.Lock()
         self._static: Credential | None = None
         self._static_minted: _dt.datetime | None = None
+        self._rotating = False
         self.minted = 0
 
     def mint(self, nonce: bytes = b"", lifetime: _dt.timedelta | None = None) -> Credential:
         """A new key, evidence over its binding (and ``nonce``), and its certificate."""
         if not self._slots.acquire(timeout=self.busy_timeout):
-            raise AttesterError(
-                "too many concurrent evidence generations", code="attester.busy"
-            )
+            raise AttesterError("too many concurrent evidence generations", code="attester.busy")
         try:
             key = ec.generate_private_key(ec.SECP256R1())
             report_data = self.profile.report_data(spki_der(key.public_key()), nonce)
@@ -174,7 +182,10 @@ class AttestedCredentials:
                 raise AttesterError(f"attester failed: {e!r}") from e
             now = self.clock()
             cert = self.profile.certificate(
-                key, self.attester.format_name, evidence, staple,
+                key,
+                self.attester.format_name,
+                evidence,
+                staple,
                 not_before=now - _dt.timedelta(minutes=1),
                 lifetime=(lifetime or self.lifetime) + _dt.timedelta(minutes=1),
             )
@@ -184,17 +195,36 @@ class AttestedCredentials:
             self._slots.release()
 
     def static(self) -> Credential:
-        """The current static credential, rotated after half its lifetime."""
+        """The current static credential.
+
+        After half its lifetime a background thread mints the next one while handshakes go
+        on with the current (still valid) certificate; only the very first mint, or one
+        after the current certificate expired, blocks the caller.
+        """
         with self._lock:
             now = self.clock()
-            if (
-                self._static is None
-                or self._static_minted is None
-                or now >= self._static_minted + self.lifetime / 2
-            ):
-                self._static = self.mint()
+            cur = self._static
+            if cur is None or now >= cur.not_after - _dt.timedelta(seconds=30):
+                cur = self._static = self.mint()
                 self._static_minted = now
-            return self._static
+                return cur
+            assert self._static_minted is not None
+            if now >= self._static_minted + self.lifetime / 2 and not self._rotating:
+                self._rotating = True
+                threading.Thread(target=self._rotate, name="atls-rotate", daemon=True).start()
+            return cur
+
+    def _rotate(self) -> None:
+        try:
+            cred = self.mint()
+        except AtlsError as e:
+            log.warning("static certificate rotation failed (will retry): %s", e)
+        else:
+            with self._lock:
+                self._static = cred
+                self._static_minted = self.clock()
+        finally:
+            self._rotating = False
 
     def select(self, server_name: str | None) -> Credential:
         nonce = self.profile.decode_nonce(server_name)

@@ -18,6 +18,7 @@ Contract (measured facts in docs/design.md):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import os
 from collections.abc import Callable
@@ -155,8 +156,9 @@ class TLSEngine:
         except AtlsError as e:
             self._error = e
         except Exception as e:  # a verifier bug must fail closed, never crash the loop
-            self._error = AttestationError(f"internal error while verifying: {e!r}",
-                                           code="internal")
+            self._error = AttestationError(
+                f"internal error while verifying: {e!r}", code="internal"
+            )
         return False
 
     def _on_server_name(self, conn: SSL.Connection) -> None:
@@ -200,8 +202,9 @@ class TLSEngine:
         if self._error is not None:
             return self._error
         if isinstance(e, SSL.SysCallError):
-            return HandshakeError("peer closed the connection during the handshake",
-                                  code="handshake.eof")
+            return HandshakeError(
+                "peer closed the connection during the handshake", code="handshake.eof"
+            )
         return HandshakeError(f"TLS handshake failed: {e}", code="handshake.tls")
 
     def handshake(self) -> bool:
@@ -219,8 +222,9 @@ class TLSEngine:
         if self._error is not None:  # a callback failed but OpenSSL carried on: fail closed
             raise self._error
         if not self.server_side and not self._peer_ok:
-            raise AttestationError("the peer's certificate was never verified",
-                                   code="internal.unverified")
+            raise AttestationError(
+                "the peer's certificate was never verified", code="internal.unverified"
+            )
         self.handshake_done = True
         return True
 
@@ -242,17 +246,16 @@ class TLSEngine:
         except SSL.ZeroReturnError:
             return b""
         except SSL.SysCallError as e:
-            raise HandshakeError(f"connection closed without close_notify ({e})",
-                                 code="tls.eof") from e
+            raise HandshakeError(
+                f"connection closed without close_notify ({e})", code="tls.eof"
+            ) from e
         except SSL.Error as e:
             raise HandshakeError(f"TLS error: {e}", code="tls.error") from e
 
     def close(self) -> None:
         """Queue a close_notify (send it with :meth:`data_to_send`)."""
-        try:
+        with contextlib.suppress(SSL.Error):
             self._conn.shutdown()
-        except SSL.Error:
-            pass
 
 
 def client_engine(

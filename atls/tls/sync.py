@@ -6,6 +6,7 @@ Sockets get ``TCP_NODELAY`` and *kernel* timeouts (``SO_RCVTIMEO``/``SO_SNDTIMEO
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import errno
 import logging
@@ -75,10 +76,8 @@ class AttestedConnection:
             try:
                 done = self._engine.handshake()
             finally:
-                try:
+                with contextlib.suppress(HandshakeError):
                     self._flush()  # the alert after a failure must reach the peer
-                except HandshakeError:
-                    pass
             if done:
                 return
             data = self._io(lambda: self.socket.recv(_CHUNK))
@@ -147,8 +146,13 @@ def connect(
 class Server:
     """A running blocking server (see :func:`serve`)."""
 
-    def __init__(self, sock: socket.socket, thread: threading.Thread,
-                 pool: ThreadPoolExecutor, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        thread: threading.Thread,
+        pool: ThreadPoolExecutor,
+        stop: threading.Event,
+    ) -> None:
         self.socket = sock
         self._thread = thread
         self._pool = pool
@@ -156,6 +160,14 @@ class Server:
         self.address: tuple[str, int] = sock.getsockname()[:2]
         self.failed_handshakes = 0
         self.served = 0
+        self._count_lock = threading.Lock()
+
+    def _count(self, failed: bool) -> None:
+        with self._count_lock:
+            if failed:
+                self.failed_handshakes += 1
+            else:
+                self.served += 1
 
     @property
     def port(self) -> int:
@@ -163,10 +175,8 @@ class Server:
 
     def close(self) -> None:
         self._stop.set()
-        try:
+        with contextlib.suppress(OSError):
             self.socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.socket.close()
         self._thread.join(5)
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -203,12 +213,12 @@ def serve(
         try:
             conn.handshake()
         except AtlsError as e:
-            server.failed_handshakes += 1
+            server._count(failed=True)
             log.info("handshake with a client failed: %s (%s)", e, e.code)
             sock.close()
             return
         try:
-            server.served += 1
+            server._count(failed=False)
             handler(conn)
         except AtlsError as e:
             log.info("client connection ended: %s", e)

@@ -204,16 +204,21 @@ async def open_attested_stream(
     handshake_timeout: float | None = 30.0,
 ) -> AttestedStream:
     """Connect over TCP and complete an attested handshake; raises on rejection."""
-    tcp = await trio.open_tcp_stream(host, port)
+    try:
+        tcp = await trio.open_tcp_stream(host, port)
+    except OSError as e:
+        raise HandshakeError(f"cannot connect to {host}:{port}: {e}", code="tls.connect") from e
     tcp.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
-    stream = AttestedStream(tcp, client_engine(verifier, clock=clock),
-                            handshake_timeout=handshake_timeout)
+    stream = AttestedStream(
+        tcp, client_engine(verifier, clock=clock), handshake_timeout=handshake_timeout
+    )
     try:
         await stream.do_handshake()
     except trio.BrokenResourceError as e:
         await trio.aclose_forcefully(tcp)
-        raise HandshakeError(f"connection failed during the handshake: {e}",
-                             code="handshake.transport") from e
+        raise HandshakeError(
+            f"connection failed during the handshake: {e}", code="handshake.transport"
+        ) from e
     except BaseException:
         await trio.aclose_forcefully(tcp)
         raise
@@ -240,9 +245,12 @@ async def serve_attested(
 
     async def one(tcp: trio.SocketStream) -> None:
         tcp.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
-        stream = AttestedStream(tcp, server_engine(credentials),
-                                offload_handshake=offload_handshake,
-                                handshake_timeout=handshake_timeout)
+        stream = AttestedStream(
+            tcp,
+            server_engine(credentials),
+            offload_handshake=offload_handshake,
+            handshake_timeout=handshake_timeout,
+        )
         try:
             await stream.do_handshake()
         except (AtlsError, trio.BrokenResourceError) as e:
@@ -253,9 +261,11 @@ async def serve_attested(
             await handler(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
             log.info("client connection ended: %s", e)
+            await trio.aclose_forcefully(stream)
         except Exception:
             log.exception("handler failed")
-        finally:
             await trio.aclose_forcefully(stream)
+        else:
+            await stream.aclose()  # close_notify: the client reads a clean end of stream
 
     await trio.serve_tcp(one, port, host=host, task_status=task_status)

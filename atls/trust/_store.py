@@ -117,7 +117,9 @@ class TrustStore:
         try:
             cert = x509.load_der_x509_certificate(der)
         except ValueError as e:
-            raise ConfigurationError(f"{source or 'certificate'}: not a certificate: {e}") from e
+            raise ConfigurationError(
+                f"{source or 'certificate'}: not a certificate: {e}", code="trust.not_a_certificate"
+            ) from e
         fp = fingerprint(der)
         for pin in PINS:
             if pin.sha256 == fp:
@@ -149,13 +151,15 @@ class TrustStore:
         )
 
     @classmethod
-    def from_directory(cls, path: str | os.PathLike[str], *, allow_simulated: bool = False) -> TrustStore:
+    def from_directory(
+        cls, path: str | os.PathLike[str], *, allow_simulated: bool = False
+    ) -> TrustStore:
         """Load every certificate file (PEM or DER, any name) in ``path``.
 
         Every self-signed certificate must match a pin (or be a simulated root with the
         opt-in); anything else is a :class:`ConfigurationError`, so a planted file cannot
         widen trust. Certificates that are not self-signed (ASK, intermediates) are not
-        anchors and are listed in ``skipped``; non-certificate files are ignored.
+        anchors and are ignored, as are non-certificate files.
         """
         from atls.collateral._sniff import split_certificates
 
@@ -173,5 +177,7 @@ class TrustStore:
                 seen.add(der)
                 if not _self_issued(der):
                     continue
-                anchors.append(cls.anchor_from_der(der, source=str(f), allow_simulated=allow_simulated))
+                anchors.append(
+                    cls.anchor_from_der(der, source=str(f), allow_simulated=allow_simulated)
+                )
         return cls(anchors, allow_simulated=allow_simulated)

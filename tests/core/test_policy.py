@@ -8,27 +8,46 @@ M = "ab" * 48
 
 
 def snp(**claims):
-    base = {"measurement": M, "host_data": "00" * 32, "product": "Milan", "vmpl": 0,
-            "reported_tcb": {"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115},
-            "policy_migrate_ma": False, "policy_smt": True}
+    base = {
+        "measurement": M,
+        "host_data": "00" * 32,
+        "product": "Milan",
+        "vmpl": 0,
+        "reported_tcb": {"bootloader": 3, "tee": 0, "snp": 8, "microcode": 115},
+        "policy_migrate_ma": False,
+        "policy_smt": True,
+    }
     base.update(claims)
-    return make_verified(platform="snp", claims=base, report_data=b"\0" * 64,
-                         trust_root="amd-ark-milan", simulated=False,
-                         debug=bool(claims.get("policy_debug")))
+    return make_verified(
+        platform="snp",
+        claims=base,
+        report_data=b"\0" * 64,
+        trust_root="amd-ark-milan",
+        simulated=False,
+        debug=bool(claims.get("policy_debug")),
+    )
 
 
 def tdx(status="UpToDate", advisories=(), debug=False, **claims):
-    return make_verified(platform="tdx", claims={"mr_td": M, **claims}, report_data=b"",
-                         trust_root="intel-sgx-root", simulated=False, debug=debug,
-                         tcb_status=status, advisory_ids=tuple(advisories))
+    return make_verified(
+        platform="tdx",
+        claims={"mr_td": M, **claims},
+        report_data=b"",
+        trust_root="intel-sgx-root",
+        simulated=False,
+        debug=debug,
+        tcb_status=status,
+        advisory_ids=tuple(advisories),
+    )
 
 
 def test_verified_cannot_be_built_outside_verifiers():
     from atls.evidence import Verified
 
     with pytest.raises(TypeError):
-        Verified(platform="snp", claims={}, report_data=b"", trust_root="x",
-                 simulated=False, debug=False)
+        Verified(
+            platform="snp", claims={}, report_data=b"", trust_root="x", simulated=False, debug=False
+        )
 
 
 def test_default_policy_accepts_authentic_and_reports_unchecked_measurements():
@@ -49,9 +68,17 @@ def test_default_policy_tdx_statuses():
 
 
 def test_every_violation_is_reported():
-    p = parse_policy({"version": 1, "snp": {
-        "measurement": "cd" * 48, "products": ["Genoa"], "vmpl": [1],
-        "minimum_tcb": {"snp": 9, "microcode": 200}}})
+    p = parse_policy(
+        {
+            "version": 1,
+            "snp": {
+                "measurement": "cd" * 48,
+                "products": ["Genoa"],
+                "vmpl": [1],
+                "minimum_tcb": {"snp": 9, "microcode": 200},
+            },
+        }
+    )
     with pytest.raises(PolicyError) as e:
         p.evaluate(snp())
     rules = sorted(v.rule for v in e.value.violations)
@@ -73,8 +100,16 @@ def test_policy_without_the_platform_section_rejects():
 
 
 def test_tdx_advisories_and_status():
-    p = parse_policy({"version": 1, "tdx": {"mr_td": M, "allowed_tcb_status": ["UpToDate",
-                      "OutOfDate"], "denied_advisories": ["INTEL-SA-00960"]}})
+    p = parse_policy(
+        {
+            "version": 1,
+            "tdx": {
+                "mr_td": M,
+                "allowed_tcb_status": ["UpToDate", "OutOfDate"],
+                "denied_advisories": ["INTEL-SA-00960"],
+            },
+        }
+    )
     p.evaluate(tdx("OutOfDate", ["INTEL-SA-00982"]))
     with pytest.raises(PolicyError):
         p.evaluate(tdx("OutOfDate", ["INTEL-SA-00960"]))
@@ -82,21 +117,24 @@ def test_tdx_advisories_and_status():
         p.evaluate(tdx("Revoked"))
 
 
-@pytest.mark.parametrize("doc,needle", [
-    ({"version": 1}, "empty policy"),
-    ({"snp": {"measurement": M}}, "version = 1"),
-    ({"version": 1, "snp": {"measurment": M}}, "unknown key"),
-    ({"version": 1, "snp": {"measurement": "zz"}}, "not hex"),
-    ({"version": 1, "snp": {"measurement": "ab" * 47}}, "expected 48"),
-    ({"version": 1, "snp": {"measurement": []}}, "allows nothing"),
-    ({"version": 1, "snp": {"products": ["Rome"]}}, "unknown values"),
-    ({"version": 1, "snp": {"minimum_tcb": {"cpu": 1}}}, "keys from"),
-    ({"version": 1, "snp": {"allow_debug": "yes"}}, "true or false"),
-    ({"version": 1, "tdx": {"allowed_tcb_status": ["Fine"]}}, "unknown values"),
-    ({"version": 1, "tpm": {"pcrs": {"sha256": {"24": "00" * 32}}}}, "0..23"),
-    ({"version": 1, "tpm": {"pcrs": {"md5": {"0": "00" * 16}}}}, "bank"),
-    ({"version": 1, "nitro": {}}, "unknown section"),
-])
+@pytest.mark.parametrize(
+    "doc,needle",
+    [
+        ({"version": 1}, "empty policy"),
+        ({"snp": {"measurement": M}}, "version = 1"),
+        ({"version": 1, "snp": {"measurment": M}}, "unknown key"),
+        ({"version": 1, "snp": {"measurement": "zz"}}, "not hex"),
+        ({"version": 1, "snp": {"measurement": "ab" * 47}}, "expected 48"),
+        ({"version": 1, "snp": {"measurement": []}}, "allows nothing"),
+        ({"version": 1, "snp": {"products": ["Rome"]}}, "unknown values"),
+        ({"version": 1, "snp": {"minimum_tcb": {"cpu": 1}}}, "keys from"),
+        ({"version": 1, "snp": {"allow_debug": "yes"}}, "true or false"),
+        ({"version": 1, "tdx": {"allowed_tcb_status": ["Fine"]}}, "unknown values"),
+        ({"version": 1, "tpm": {"pcrs": {"sha256": {"24": "00" * 32}}}}, "0..23"),
+        ({"version": 1, "tpm": {"pcrs": {"md5": {"0": "00" * 16}}}}, "bank"),
+        ({"version": 1, "nitro": {}}, "unknown section"),
+    ],
+)
 def test_fail_closed_loading(doc, needle):
     with pytest.raises(ConfigurationError, match=needle):
         parse_policy(doc)
@@ -124,16 +162,34 @@ def test_pin_claims_round_trips_through_toml():
 
 
 def test_tpm_pcrs_and_ima():
-    v = make_verified(platform="tpm", claims={
-        "pcrs": {"sha256": {"0": "11" * 32, "7": "22" * 32}},
-        "ima": [{"path": "/bin/sh", "hash": "aa" * 32}]},
-        report_data=b"", trust_root="pinned", simulated=False, debug=False)
-    ok = parse_policy({"version": 1, "tpm": {"pcrs": {"sha256": {"0": "11" * 32}},
-                                             "ima_denied": ["bb" * 32]}})
+    v = make_verified(
+        platform="tpm",
+        claims={
+            "pcrs": {"sha256": {"0": "11" * 32, "7": "22" * 32}},
+            "ima": [{"path": "/bin/sh", "hash": "aa" * 32}],
+        },
+        report_data=b"",
+        trust_root="pinned",
+        simulated=False,
+        debug=False,
+    )
+    ok = parse_policy(
+        {"version": 1, "tpm": {"pcrs": {"sha256": {"0": "11" * 32}}, "ima_denied": ["bb" * 32]}}
+    )
     ok.evaluate(v)
-    bad = parse_policy({"version": 1, "tpm": {"pcrs": {"sha256": {"7": "33" * 32, "9": "00" * 32}},
-                                              "ima_allowed": ["cc" * 32]}})
+    bad = parse_policy(
+        {
+            "version": 1,
+            "tpm": {
+                "pcrs": {"sha256": {"7": "33" * 32, "9": "00" * 32}},
+                "ima_allowed": ["cc" * 32],
+            },
+        }
+    )
     with pytest.raises(PolicyError) as e:
         bad.evaluate(v)
-    assert sorted(x.rule for x in e.value.violations) == ["ima_allowed", "pcrs.sha256.7",
-                                                          "pcrs.sha256.9"]
+    assert sorted(x.rule for x in e.value.violations) == [
+        "ima_allowed",
+        "pcrs.sha256.7",
+        "pcrs.sha256.9",
+    ]

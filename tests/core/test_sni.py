@@ -13,8 +13,17 @@ def test_round_trip_and_label_limit(nonce):
     assert decode_nonce_sni(name.upper().encode()) == nonce
 
 
-@pytest.mark.parametrize("name", [None, "", "example.com", "ab.cd.nonce.atls",
-                                  "0" * 64 + ".nonce.atls", "g" * 32 + "." + "0" * 32 + ".nonce.atls"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        None,
+        "",
+        "example.com",
+        "ab.cd.nonce.atls",
+        "0" * 64 + ".nonce.atls",
+        "g" * 32 + "." + "0" * 32 + ".nonce.atls",
+    ],
+)
 def test_non_nonce_names(name):
     assert decode_nonce_sni(name) is None
 

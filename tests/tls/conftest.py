@@ -31,8 +31,14 @@ class HmacFormat:
         if not hmac.compare_digest(mac, hmac.new(KEY, body, "sha256").digest()):
             raise VerificationError("bad mac", code="test.signature")
         rd, m = body[4:68], body[68:116]
-        return make_verified(platform="snp", claims={"measurement": m.hex(), "report_data": rd.hex()},
-                             report_data=rd, trust_root="test-key", simulated=False, debug=False)
+        return make_verified(
+            platform="snp",
+            claims={"measurement": m.hex(), "report_data": rd.hex()},
+            report_data=rd,
+            trust_root="test-key",
+            simulated=False,
+            debug=False,
+        )
 
 
 @dataclass

@@ -18,8 +18,9 @@ from atls.trust import TrustStore
 
 def verifier(measurement=MEASUREMENT, fresh=True):
     policy = parse_policy({"version": 1, "snp": {"measurement": measurement.hex()}})
-    return AttestationVerifier(policy=policy, trust=TrustStore(), fresh=fresh,
-                               formats=[HmacFormat()])
+    return AttestationVerifier(
+        policy=policy, trust=TrustStore(), fresh=fresh, formats=[HmacFormat()]
+    )
 
 
 class Echo:
@@ -37,8 +38,8 @@ class Echo:
 @pytest.mark.parametrize("mode", ["static", "fresh"])
 def test_round_trip(mode):
     echo = Echo()
-    with serve(echo, credentials=AttestedCredentials(HmacAttester(), mode=mode)) as srv:
-        with connect("127.0.0.1", srv.port, verifier=verifier(fresh=mode == "fresh")) as c:
+    srv = serve(echo, credentials=AttestedCredentials(HmacAttester(), mode=mode))
+    with srv, connect("127.0.0.1", srv.port, verifier=verifier(fresh=mode == "fresh")) as c:
             assert c.attestation is not None
             assert c.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
             # kernel timeouts, the socket itself stays blocking
@@ -51,11 +52,14 @@ def test_round_trip(mode):
     assert echo.received == b"x" * 100_000
 
 
-@pytest.mark.parametrize("kw,exc", [
-    (dict(corrupt_mac=True), VerificationError),
-    (dict(measurement=b"\x02" * 48), PolicyError),
-    (dict(wrong_report_data=True), VerificationError),
-])
+@pytest.mark.parametrize(
+    "kw,exc",
+    [
+        (dict(corrupt_mac=True), VerificationError),
+        (dict(measurement=b"\x02" * 48), PolicyError),
+        (dict(wrong_report_data=True), VerificationError),
+    ],
+)
 def test_rejection_sends_nothing_and_server_keeps_serving(kw, exc):
     echo = Echo()
     with serve(echo, credentials=AttestedCredentials(HmacAttester(**kw), mode="fresh")) as srv:

@@ -25,18 +25,25 @@ POLICY = parse_policy({"version": 1, "snp": {"measurement": MEASUREMENT.hex()}})
 
 
 def verifier(*, fresh=True, policy=POLICY):
-    return AttestationVerifier(policy=policy, trust=TrustStore(), fresh=fresh,
-                               formats=[HmacFormat()])
+    return AttestationVerifier(
+        policy=policy, trust=TrustStore(), fresh=fresh, formats=[HmacFormat()]
+    )
 
 
 def plain_cert():
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plain")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1)
-            .not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(hours=1)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
     return cert, key
 
 
@@ -54,8 +61,10 @@ class Recorder:
 
 async def _serve(nursery, credentials, rec):
     listeners = await nursery.start(
-        lambda task_status: serve_attested(rec, 0, credentials=credentials, host="127.0.0.1",
-                                           task_status=task_status))
+        lambda task_status: serve_attested(
+            rec, 0, credentials=credentials, host="127.0.0.1", task_status=task_status
+        )
+    )
     return listeners[0].socket.getsockname()[1]
 
 
@@ -169,8 +178,10 @@ async def test_check_two_way_stream():
 
     async def maker():
         a, b = trio.testing.memory_stream_pair()
-        return (AttestedStream(a, client_engine(PinnedCertificateVerifier(cert))),
-                AttestedStream(b, server_engine(PlainCredentials(cert, key))))
+        return (
+            AttestedStream(a, client_engine(PinnedCertificateVerifier(cert))),
+            AttestedStream(b, server_engine(PlainCredentials(cert, key))),
+        )
 
     await trio.testing.check_two_way_stream(maker, None)
 
@@ -181,8 +192,10 @@ async def test_check_half_closeable_stream_attested():
 
     async def maker():
         a, b = trio.testing.memory_stream_pair()
-        return (AttestedStream(a, client_engine(verifier())),
-                AttestedStream(b, server_engine(creds)))
+        return (
+            AttestedStream(a, client_engine(verifier())),
+            AttestedStream(b, server_engine(creds)),
+        )
 
     await trio.testing.check_half_closeable_stream(maker, None)
 
@@ -191,8 +204,9 @@ async def test_default_policy_accepts_and_reports_unchecked():
     rec = Recorder()
     async with trio.open_nursery() as n:
         port = await _serve(n, AttestedCredentials(HmacAttester(), mode="fresh"), rec)
-        s = await open_attested_stream("127.0.0.1", port,
-                                       verifier=verifier(policy=Policy.default()))
+        s = await open_attested_stream(
+            "127.0.0.1", port, verifier=verifier(policy=Policy.default())
+        )
         assert any("measurements" in u for u in s.attestation.unchecked)
         await s.aclose()
         n.cancel_scope.cancel()
@@ -231,3 +245,40 @@ async def test_fresh_mode_bounds_concurrent_evidence_generation():
                 clients.start_soon(one)
         n.cancel_scope.cancel()
     assert peak == 2
+
+
+def test_static_rotation_happens_in_the_background():
+    """After half the lifetime the next certificate is minted off the caller's thread; the
+    current one is served meanwhile; an expired one is replaced before use."""
+    import threading
+    import time
+
+    now = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
+    gate = threading.Event()
+
+    class Gated(HmacAttester):
+        def attest(self, rd):
+            if self.calls:  # every mint after the first waits for the gate
+                gate.wait(5)
+            return super().attest(rd)
+
+    att = Gated()
+    creds = AttestedCredentials(
+        att, mode="static", lifetime=dt.timedelta(minutes=10), clock=lambda: now[0]
+    )
+    first = creds.static()
+    now[0] += dt.timedelta(minutes=6)
+    t0 = time.perf_counter()
+    assert creds.static() is first  # served at once although rotation is due
+    assert time.perf_counter() - t0 < 1
+    gate.set()
+    for _ in range(100):
+        if creds.minted == 2:
+            break
+        time.sleep(0.02)
+    assert creds.minted == 2
+    second = creds.static()
+    assert second is not first
+    now[0] += dt.timedelta(minutes=30)  # long past expiry: a blocking re-mint
+    assert creds.static() is not second
+    assert creds.minted == 3
