@@ -47,6 +47,7 @@ _LABEL = b"atls-v1 report_data\x00"
 
 
 def atls_v1_report_data(spki_der: bytes, nonce: bytes = b"") -> bytes:
+    """The 64 bytes of report_data that bind ``spki_der`` (and ``nonce``) under atls-v1."""
     if nonce and len(nonce) != NONCE_SIZE:
         raise ValueError(f"atls-v1 nonce must be empty or {NONCE_SIZE} bytes")
     h = hashlib.sha512()

@@ -94,6 +94,7 @@ class ParsedCertificate:
 
 
 def parse_certificate(cert_der: bytes) -> ParsedCertificate:
+    """Parse a leaf certificate (size-capped); its SPKI is taken exactly as received."""
     if len(cert_der) > MAX_CERTIFICATE:
         raise EvidenceParseError("certificate too large", format="certificate", code="cert.parse")
     try:

@@ -128,6 +128,7 @@ def _strict_load(spec: type[core.Sequence], data: bytes, cap: int, what: str) ->
 
 
 def encode_evidence(fmt: str, binding: str, evidence: bytes) -> bytes:
+    """The DER of the evidence extension (.1)."""
     return bytes(
         _Evidence(
             {"version": _VERSION, "format": fmt, "binding": binding, "evidence": evidence}
@@ -136,6 +137,7 @@ def encode_evidence(fmt: str, binding: str, evidence: bytes) -> bytes:
 
 
 def decode_evidence(data: bytes) -> AttestationEvidence:
+    """Strictly decode the evidence extension (.1): size cap, canonical DER, version 1."""
     v = _strict_load(_Evidence, data, MAX_EVIDENCE_EXTENSION, "evidence")
     if v["version"].native != _VERSION:
         raise EvidenceParseError(
@@ -148,6 +150,7 @@ def decode_evidence(data: bytes) -> AttestationEvidence:
 
 
 def encode_collateral(c: Collateral) -> bytes:
+    """The DER of the stapled-collateral extension (.2)."""
     return bytes(
         _Collateral(
             {
@@ -169,6 +172,7 @@ def encode_collateral(c: Collateral) -> bytes:
 
 
 def decode_collateral(data: bytes) -> Collateral:
+    """Strictly decode the stapled-collateral extension (.2) into Collateral."""
     v = _strict_load(_Collateral, data, MAX_COLLATERAL_EXTENSION, "stapled collateral")
     if v["version"].native != _VERSION:
         raise EvidenceParseError(

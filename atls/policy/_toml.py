@@ -186,6 +186,7 @@ def parse_policy(data: Mapping[str, Any], *, source: str = "policy") -> Policy:
 
 
 def load_policy(path: str | os.PathLike[str]) -> Policy:
+    """Load and strictly validate a policy TOML file (ConfigurationError on any problem)."""
     p = Path(path)
     try:
         data = tomllib.loads(p.read_text(encoding="utf-8"))

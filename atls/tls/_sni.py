@@ -19,6 +19,7 @@ _RE = re.compile(r"^([0-9a-f]{32})\.([0-9a-f]{32})\.nonce\.atls$")
 
 
 def encode_nonce_sni(nonce: bytes) -> str:
+    """The SNI value carrying a 32-byte nonce (labels of at most 63 characters)."""
     if len(nonce) != NONCE_SIZE:
         raise ValueError(f"nonce must be {NONCE_SIZE} bytes")
     h = nonce.hex()

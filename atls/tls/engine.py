@@ -277,6 +277,7 @@ def client_engine(
 
 
 def server_engine(credentials: ServerCredentials) -> TLSEngine:
+    """A server engine presenting the credential ``credentials`` selects per SNI."""
     global _SERVER_CTX
     if _SERVER_CTX is None:
         _SERVER_CTX = _server_context()

@@ -27,6 +27,7 @@ ENV_TRUST_DIR = "ATLS_TRUST_DIR"
 
 
 def fingerprint(der: bytes) -> str:
+    """SHA-256 of a DER certificate, lower-case hex (what the pins list)."""
     return hashlib.sha256(der).hexdigest()
 
 
