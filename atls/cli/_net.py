@@ -39,6 +39,12 @@ DEMO_MEASUREMENT = hashlib.sha384(b"atls demo guest").hexdigest()
 DEMO_MR_TD = hashlib.sha384(b"atls demo TD").hexdigest()
 
 
+def _read_stdin(n: int) -> bytes:
+    buf = sys.stdin.buffer
+    read1 = getattr(buf, "read1", None)
+    return bytes(read1(n) if read1 is not None else buf.read(n))
+
+
 def _hostport(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -274,9 +280,7 @@ def connect_cmd(
 
             async def pump_in() -> None:
                 while True:
-                    data = await trio.to_thread.run_sync(
-                        sys.stdin.buffer.read1, 65536, abandon_on_cancel=True
-                    )
+                    data = await trio.to_thread.run_sync(_read_stdin, 65536, abandon_on_cancel=True)
                     if not data:
                         await stream.send_eof()
                         return

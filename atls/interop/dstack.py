@@ -212,16 +212,16 @@ def _decode_v1(data: bytes) -> DstackAttestation:
     if kind in ("tdx", "gcp-tdx"):
         quote = _as_bytes(pdata.get("quote"), "quote")
         events = []
-        for e in pdata.get("event_log") or []:
-            if not isinstance(e, dict):
+        for ev in pdata.get("event_log") or []:
+            if not isinstance(ev, dict):
                 raise _err("event must be a map", "event_log")
             events.append(
                 TdxEvent(
-                    int(e.get("imr", -1)),
-                    int(e.get("event_type", 0)),
-                    _as_bytes(e.get("digest", b""), "digest"),
-                    str(e.get("event", "")),
-                    _as_bytes(e.get("event_payload", b""), "event_payload"),
+                    int(ev.get("imr", -1)),
+                    int(ev.get("event_type", 0)),
+                    _as_bytes(ev.get("digest", b""), "digest"),
+                    str(ev.get("event", "")),
+                    _as_bytes(ev.get("event_payload", b""), "event_payload"),
                 )
             )
         chain: tuple[bytes, ...] = ()
@@ -305,17 +305,17 @@ def legacy_event_log(payload: bytes) -> tuple[TdxEvent, ...]:
     if not isinstance(items, list):
         raise _err("event log must be a JSON array")
     out = []
-    for e in items:
-        if not isinstance(e, dict):
+    for item in items:
+        if not isinstance(item, dict):
             raise _err("event must be an object")
         try:
             out.append(
                 TdxEvent(
-                    int(e["imr"]),
-                    int(e["event_type"]),
-                    bytes.fromhex(e.get("digest", "")),
-                    str(e.get("event", "")),
-                    bytes.fromhex(e.get("event_payload", "")),
+                    int(item["imr"]),
+                    int(item["event_type"]),
+                    bytes.fromhex(item.get("digest", "")),
+                    str(item.get("event", "")),
+                    bytes.fromhex(item.get("event_payload", "")),
                 )
             )
         except (KeyError, ValueError, TypeError) as err:

@@ -121,7 +121,8 @@ def load_registry(text: str) -> tuple[RegistryRow, ...]:
         )
     rows = []
     for i, r in enumerate(reader, start=2):
-        vals = [r[c].strip().lower() for c in ("mrtd", "rtmr0", "rtmr1", "rtmr2")]
+        mrtd, r0, r1, r2 = (r[c].strip().lower() for c in ("mrtd", "rtmr0", "rtmr1", "rtmr2"))
+        vals = (mrtd, r0, r1, r2)
         if not all(re.fullmatch(r"[0-9a-f]{96}", v) for v in vals):
             raise ConfigurationError(
                 f"registry line {i}: MRTD/RTMR values must be 48-byte hex", code="secretvm.registry"
@@ -131,7 +132,10 @@ def load_registry(text: str) -> tuple[RegistryRow, ...]:
                 r["template_name"],
                 r["vm_type"],
                 r["artifacts_ver"],
-                *vals,
+                mrtd,
+                r0,
+                r1,
+                r2,
                 r["rootfs_data"].strip().lower(),
             )
         )

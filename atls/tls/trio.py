@@ -112,7 +112,7 @@ class AttestedStream(trio.abc.HalfCloseableStream):
                         data = await self.transport_stream.receive_some(_DEFAULT_RECEIVE)
                         if not data:
                             raise trio.BrokenResourceError("peer closed during the handshake")
-                        self._engine.receive_data(data)
+                        self._engine.receive_data(bytes(data))
             except trio.TooSlowError as e:
                 self._broken = e
                 raise HandshakeError("handshake timed out", code="handshake.timeout") from e
@@ -163,7 +163,7 @@ class AttestedStream(trio.abc.HalfCloseableStream):
                         self._eof = True
                     return data
                 chunk = await self.transport_stream.receive_some(_DEFAULT_RECEIVE)
-                self._engine.receive_data(chunk)
+                self._engine.receive_data(bytes(chunk))
 
     async def send_eof(self) -> None:
         """Send close_notify (TLS 1.3 closes only our direction); receiving goes on."""

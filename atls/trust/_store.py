@@ -56,6 +56,10 @@ class Anchor:
         return fingerprint(self.der)
 
 
+def _text(v: str | bytes) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else v
+
+
 def _self_issued(der: bytes) -> bool:
     try:
         cert = x509.load_der_x509_certificate(der)
@@ -133,9 +137,9 @@ class TrustStore:
                     code="trust.simulated_not_allowed",
                 )
             vendor = cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME)
-            v = str(vendor[0].value) if vendor else "simulated"
+            v = _text(vendor[0].value) if vendor else "simulated"
             cn = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-            name = f"simulated:{cn[0].value}" if cn else f"simulated:{fp[:16]}"
+            name = f"simulated:{_text(cn[0].value)}" if cn else f"simulated:{fp[:16]}"
             return Anchor(name, v, der, cert, True, source)
         raise ConfigurationError(
             f"{source or 'certificate'} (sha256 {fp}) matches no pinned vendor root",
