@@ -93,6 +93,13 @@ class ParsedCertificate:
         return self.extensions.get(oid.dotted_string)
 
 
+def _spki_of(cert_der: bytes) -> bytes:
+    """The SubjectPublicKeyInfo DER of a certificate, exactly as received."""
+    return bytes(
+        asn1_x509.Certificate.load(cert_der)["tbs_certificate"]["subject_public_key_info"].dump()
+    )
+
+
 def parse_certificate(cert_der: bytes) -> ParsedCertificate:
     """Parse a leaf certificate (size-capped); its SPKI is taken exactly as received."""
     if len(cert_der) > MAX_CERTIFICATE:
