@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
@@ -105,7 +105,7 @@ def secretvm_verify(url: str, registry: str | None, compose: str | None,
             if violations:
                 raise PolicyError(violations)
         except AtlsError as e:
-            verdict.errors.append(e)  # type: ignore[arg-type]
+            verdict.errors.append(e)
             verdict.accepted = None
         if v.simulated:
             simulated_banner()
@@ -116,8 +116,8 @@ def secretvm_verify(url: str, registry: str | None, compose: str | None,
     else:
         err_console.print(f"{out['verdict']}: platform={out['platform']} "
                           f"binding={extra.get('binding')} registry={extra.get('registry')}")
-        for e in verdict.errors:
-            err_console.print(f"[red]error[/] {e.code}: {esc(e.message)}")
+        for err in verdict.errors:
+            err_console.print(f"[red]error[/] {err.code}: {esc(err.message)}")
     sys.exit(EXIT_ACCEPTED if verdict.accepted else EXIT_REJECTED)
 
 
