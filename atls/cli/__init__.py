@@ -8,7 +8,12 @@ import click
 
 from atls import __version__
 from atls.cli._net import connect_cmd, demo_cmd, serve_cmd
+from atls.cli._secretvm import secretvm_group
 from atls.cli._verify import inspect_cmd, policy_group, verify_cmd
+from atls.cli.collateral import collateral_group
+from atls.cli.eventlog import eventlog_group
+from atls.cli.measure import measure_group
+from atls.cli.trust import trust_group
 
 __all__ = ["main"]
 
@@ -23,5 +28,17 @@ def main(verbose: int) -> None:
     logging.basicConfig(level=logging.WARNING - 10 * verbose, format="%(name)s: %(message)s")
 
 
-for _cmd in (demo_cmd, serve_cmd, connect_cmd, verify_cmd, inspect_cmd, policy_group):
+for _cmd in (
+    demo_cmd,
+    serve_cmd,
+    connect_cmd,
+    verify_cmd,
+    inspect_cmd,
+    policy_group,
+    eventlog_group,
+    measure_group,
+    collateral_group,
+    trust_group,
+    secretvm_group,
+):
     main.add_command(_cmd)

@@ -25,6 +25,7 @@ __all__ = [
     "EXIT_REJECTED",
     "EXIT_USAGE",
     "err_console",
+    "input_certificates",
     "load_trust",
     "parse_at",
     "print_json",
@@ -72,9 +73,12 @@ def load_trust(
     *,
     allow_simulated: bool,
     simulated_platforms: Sequence[str] = ("snp", "tdx"),
+    found_in: Sequence[bytes] = (),
 ) -> TrustStore:
-    """The trust store: ``--trust-dir`` (or the default one if it exists), plus the demo
-    simulated roots when ``--allow-simulated`` is given."""
+    """The trust store: ``--trust-dir`` (or the default one if it exists), plus pinned vendor
+    roots found among ``found_in`` (certificates of the evidence and collateral; see
+    :meth:`TrustStore.pinned_among`), plus the demo simulated roots when ``--allow-simulated``
+    is given."""
     if trust_dir is not None:
         store = TrustStore.from_directory(trust_dir, allow_simulated=allow_simulated)
     else:
@@ -84,11 +88,19 @@ def load_trust(
             if d.is_dir()
             else TrustStore(allow_simulated=allow_simulated)
         )
+    if found_in:
+        store = store.merged(TrustStore.pinned_among(found_in, source="input"))
     if allow_simulated:
         from atls.testing.demo import demo_trust_store
 
         store = store.merged(demo_trust_store(simulated_platforms))
     return store
+
+
+def input_certificates(evidence: bytes, collateral: Collateral) -> list[bytes]:
+    """Every certificate the inputs carry (PEM text inside the evidence, such as a DCAP
+    quote's PCK chain, and the collateral's), for :meth:`TrustStore.pinned_among`."""
+    return [*split_certificates(evidence), *collateral.certificates]
 
 
 def load_policy_option(path: str | None) -> Policy:
@@ -110,7 +122,9 @@ def read_evidence(path: str) -> bytes:
         data = p.read_bytes()[: MAX_INPUT + 1]
     if len(data) > MAX_INPUT:
         raise ConfigurationError("evidence input is larger than 16 MiB", code="usage.evidence")
-    if b"-----BEGIN CERTIFICATE-----" in data:
+    # A PEM certificate only when the input *is* one: a raw DCAP quote carries its PCK chain
+    # as PEM text inside its certification data and must stay a quote.
+    if data.lstrip().startswith(b"-----BEGIN CERTIFICATE-----"):
         certs = split_certificates(data)
         if certs:
             return certs[0]

@@ -16,6 +16,7 @@ from atls.cli._common import (
     EXIT_REJECTED,
     EXIT_USAGE,
     err_console,
+    input_certificates,
     load_collateral_option,
     load_policy_option,
     load_trust,
@@ -66,7 +67,6 @@ def secretvm_verify(url: str, registry: str | None, compose: str | None,
     if parts.scheme != "https" or not parts.hostname:
         raise click.BadParameter("expected https://HOST[:PORT]", param_hint="URL")
     try:
-        trust = load_trust(trust_dir, allow_simulated=allow_simulated)
         coll = load_collateral_option(collateral)
         policy = load_policy_option(policy_path)
         when = parse_at(at)
@@ -81,6 +81,8 @@ def secretvm_verify(url: str, registry: str | None, compose: str | None,
             raise ConfigurationError(f"/cpu.html answered HTTP {resp.status}",
                                      code="secretvm.http")
         evidence = extract_cpu_evidence(resp.body)
+        trust = load_trust(trust_dir, allow_simulated=allow_simulated,
+                           found_in=input_certificates(evidence, coll))
     except AtlsError as e:
         err_console.print(f"[red]error[/] {e.code}: {esc(e.message)}")
         sys.exit(EXIT_REJECTED)

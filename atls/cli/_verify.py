@@ -16,6 +16,7 @@ from atls.cli._common import (
     EXIT_REJECTED,
     EXIT_USAGE,
     err_console,
+    input_certificates,
     load_collateral_option,
     load_policy_option,
     load_trust,
@@ -93,8 +94,10 @@ def verify_cmd(
     Exit 0 accepted, 1 rejected, 2 usage or configuration error."""
     try:
         data = read_evidence(evidence)
-        trust = load_trust(trust_dir, allow_simulated=allow_simulated)
         coll = load_collateral_option(collateral)
+        trust = load_trust(
+            trust_dir, allow_simulated=allow_simulated, found_in=input_certificates(data, coll)
+        )
         policy = load_policy_option(policy_path)
         when = parse_at(at)
         nonce_bytes = bytes.fromhex(nonce) if nonce else b""
@@ -148,9 +151,21 @@ def policy_group() -> None:
 @click.option(
     "--from",
     "source",
-    required=True,
     metavar="HOST:PORT|EVIDENCE",
     help="A running attested server, or an evidence file / certificate.",
+)
+@click.option(
+    "--from-artifacts",
+    "measured",
+    multiple=True,
+    metavar="FILE",
+    help="Output of `atls measure tdx|snp --json` (repeatable: values are OR-ed).",
+)
+@click.option(
+    "--allow-candidates",
+    is_flag=True,
+    help="With --from-artifacts: pin every candidate of an undetermined register "
+    "(e.g. both MRTD page orders) instead of refusing.",
 )
 @click.option("-o", "--output", required=True, metavar="FILE")
 @click.option("--trust-dir", metavar="DIR")
@@ -159,7 +174,9 @@ def policy_group() -> None:
 @click.option("--allow-simulated", is_flag=True)
 @click.option("--name", default=None, help="Policy name (default: the source).")
 def policy_init(
-    source: str,
+    source: str | None,
+    measured: tuple[str, ...],
+    allow_candidates: bool,
     output: str,
     trust_dir: str | None,
     collateral: tuple[str, ...],
@@ -167,16 +184,36 @@ def policy_init(
     allow_simulated: bool,
     name: str | None,
 ) -> None:
-    """Write a policy pinning the measurements that SOURCE shows (after verifying it)."""
+    """Write a policy pinning the measurements that a verified server or evidence file shows
+    (--from), or that `atls measure` computed from build artifacts (--from-artifacts)."""
     from atls.policy import Policy, dump_policy, pin_claims
 
+    if (source is None) == (not measured):
+        raise click.UsageError("give exactly one of --from and --from-artifacts")
+    if measured:
+        from atls.cli.measure import policy_from_measured
+
+        try:
+            text = policy_from_measured(measured, name or "from-artifacts", allow_candidates)
+        except ConfigurationError as e:
+            err_console.print(f"[red]error:[/] {esc(str(e))}")
+            sys.exit(EXIT_USAGE)
+        Path(output).write_text(text, encoding="utf-8")
+        err_console.print(f"wrote {output} (from {len(measured)} measured file(s))")
+        return
+    assert source is not None
     try:
-        trust = load_trust(trust_dir, allow_simulated=allow_simulated)
         coll = load_collateral_option(collateral)
         when = parse_at(at)
         if Path(source).exists():
+            data = read_evidence(source)
+            trust = load_trust(
+                trust_dir,
+                allow_simulated=allow_simulated,
+                found_in=input_certificates(data, coll),
+            )
             verdict = judge(
-                read_evidence(source),
+                data,
                 trust=trust,
                 collateral=coll,
                 at=when,
@@ -186,13 +223,16 @@ def policy_init(
             if verdict.verified is None or verdict.accepted is None:
                 # only authentic evidence that the default policy accepts (non-debug, an
                 # acceptable TCB status) is pinned: never write a fail-open policy
-                for e in verdict.errors:
-                    err_console.print(f"[red]error[/] {e.code}: {esc(e.message)}")
+                for err in verdict.errors:
+                    err_console.print(f"[red]error[/] {err.code}: {esc(err.message)}")
                 sys.exit(EXIT_REJECTED)
             verified = verdict.verified
         else:
             from atls.cli._net import fetch_attestation
 
+            trust = load_trust(
+                trust_dir, allow_simulated=allow_simulated, found_in=coll.certificates
+            )
             try:
                 verified = fetch_attestation(
                     source, trust=trust, collateral=coll, allow_simulated=allow_simulated

@@ -1,5 +1,6 @@
 """``atls measure``: expected registers from build artifacts, and
-``policy_init_from_artifacts``: a policy pinning them.
+:func:`policy_from_measured` (behind ``atls policy init --from-artifacts``): a policy pinning
+them.
 
 ``--json`` prints the registers under the claim names of ``atls verify`` (``mr_td``,
 ``rtmr0``..``rtmr3``, ``measurement``, ``mr_aggregated``, ``mr_image``) so a measured result can
@@ -57,7 +58,7 @@ from atls.measure import (
     vcpu_signature,
 )
 
-__all__ = ["measure_group", "policy_init_from_artifacts"]
+__all__ = ["measure_group", "policy_from_measured"]
 
 EXIT_USAGE = 2
 _err = Console(stderr=True)
@@ -552,52 +553,38 @@ def secretvm_cmd(registers: str | None, mrtd: str | None, rtmr0: str | None, rtm
 # --------------------------------------------------------------------------- policy
 
 
-@click.command("init-from-artifacts")
-@click.option("--measured", "measured", multiple=True, required=True, metavar="FILE",
-              help="Output of `atls measure tdx|snp --json` (repeatable: values are OR-ed).")
-@click.option("-o", "--output", required=True, metavar="FILE")
-@click.option("--name", default="from-artifacts", show_default=True, help="Policy name.")
-@click.option("--allow-candidates", is_flag=True,
-              help="Pin every candidate of an undetermined register (e.g. both MRTD page "
-              "orders) instead of refusing.")
-def policy_init_from_artifacts(measured: tuple[str, ...], output: str, name: str,
-                               allow_candidates: bool) -> None:
-    """Write a policy pinning measured registers (from `atls measure ... --json`).
-
-    The policy pins only what was measured; TCB status and other rules keep their defaults."""
+def policy_from_measured(measured: tuple[str, ...], name: str, allow_candidates: bool) -> str:
+    """The TOML text of a policy pinning the registers in ``atls measure ... --json`` outputs
+    (repeated files OR their values). Only what was measured is pinned; TCB status and the
+    other rules keep their defaults. Raises :class:`ConfigurationError` on bad input."""
     from atls.policy import dump_policy
 
     sections: dict[str, dict[str, list[str]]] = {}
-    try:
-        for path in measured:
-            doc = _load_json_object(path)
-            platform = "snp" if "measurement" in doc else "tdx"
-            keys = ("measurement",) if platform == "snp" else (
-                "mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3")
-            sec = sections.setdefault(platform, {})
-            cands = doc.get("candidates", {})
-            for k in keys:
-                vals: list[str] = []
-                if isinstance(doc.get(k), str):
-                    vals = [doc[k]]
-                elif isinstance(cands, dict) and isinstance(cands.get(k), dict):
-                    if not allow_candidates:
-                        raise ConfigurationError(
-                            f"{path}: {k} is undetermined (candidates); give --page-order / "
-                            "--qemu-version when measuring, or --allow-candidates",
-                            code="usage.candidates")
-                    vals = [v for v in cands[k].values() if isinstance(v, str)]
-                for v in vals:
-                    if v not in sec.setdefault(k, []):
-                        sec[k].append(v)
-            if not any(sec.values()):
-                raise ConfigurationError(f"{path}: no register to pin", code="usage.measured")
-        text = dump_policy(name, {p: {k: v for k, v in s.items() if v}
-                                  for p, s in sections.items()})
-    except AtlsError as e:
-        _fail(e, False)
-    Path(output).write_text(text, encoding="utf-8")
-    _err.print(f"wrote {output} ({', '.join(sorted(sections))})")
+    for path in measured:
+        doc = _load_json_object(path)
+        platform = "snp" if "measurement" in doc else "tdx"
+        keys = ("measurement",) if platform == "snp" else (
+            "mr_td", "rtmr0", "rtmr1", "rtmr2", "rtmr3")
+        sec = sections.setdefault(platform, {})
+        cands = doc.get("candidates", {})
+        for k in keys:
+            vals: list[str] = []
+            if isinstance(doc.get(k), str):
+                vals = [doc[k]]
+            elif isinstance(cands, dict) and isinstance(cands.get(k), dict):
+                if not allow_candidates:
+                    raise ConfigurationError(
+                        f"{path}: {k} is undetermined (candidates); give --page-order / "
+                        "--qemu-version when measuring, or --allow-candidates",
+                        code="usage.candidates")
+                vals = [v for v in cands[k].values() if isinstance(v, str)]
+            for v in vals:
+                if v not in sec.setdefault(k, []):
+                    sec[k].append(v)
+        if not any(sec.values()):
+            raise ConfigurationError(f"{path}: no register to pin", code="usage.measured")
+    return dump_policy(name, {p: {k: v for k, v in s.items() if v}
+                              for p, s in sections.items()})
 
 
 def _load_json_object(path: str) -> dict[str, Any]:

@@ -156,6 +156,25 @@ class TrustStore:
         )
 
     @classmethod
+    def pinned_among(cls, ders: Iterable[bytes], *, source: str = "") -> TrustStore:
+        """The certificates among ``ders`` whose SHA-256 fingerprint is pinned in
+        :mod:`atls.trust.pins`; everything else is ignored (it is not an anchor).
+
+        A pin names one exact certificate, so a pinned root is as trustworthy when it arrives
+        inside a quote's PCK chain or a collateral bundle as when it was read from the trust
+        directory: this is how ``atls verify`` works offline without ``atls trust fetch``.
+        Simulated roots are never picked up this way."""
+        pinned = {pin.sha256 for pin in PINS}
+        anchors: list[Anchor] = []
+        seen: set[bytes] = set()
+        for der in ders:
+            if der in seen or fingerprint(der) not in pinned:
+                continue
+            seen.add(der)
+            anchors.append(cls.anchor_from_der(der, source=source))
+        return cls(anchors)
+
+    @classmethod
     def from_directory(
         cls, path: str | os.PathLike[str], *, allow_simulated: bool = False
     ) -> TrustStore:

@@ -22,11 +22,15 @@ def run():
 
 def test_help_lists_every_command(run):
     out = run("--help").output
-    for cmd in ("demo", "serve", "connect", "verify", "inspect", "policy"):
+    for cmd in COMMANDS:
         assert cmd in out
 
 
-@pytest.mark.parametrize("cmd", ["demo", "serve", "connect", "verify", "inspect", "policy"])
+COMMANDS = ["demo", "serve", "connect", "verify", "inspect", "policy", "eventlog", "measure",
+            "collateral", "trust", "secretvm"]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
 def test_each_command_has_help(run, cmd):
     r = run(cmd, "--help")
     assert r.exit_code == 0

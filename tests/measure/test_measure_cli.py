@@ -1,4 +1,4 @@
-"""``atls measure`` and ``policy init-from-artifacts`` through click."""
+"""``atls measure`` and ``atls policy init --from-artifacts`` through click."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ from click.testing import CliRunner
 from rich.console import Console
 
 import atls.cli.measure as cli_measure
-from atls.cli.measure import measure_group, parse_size, policy_init_from_artifacts
+from atls.cli import main as atls_main
+from atls.cli.measure import parse_size
 from atls.policy import load_policy
 
 FOOTER = "96b582de-1fb2-45f7-baea-a366c55a082d"
 
 
 def _cli() -> click.Group:
-    return click.Group(commands={"measure": measure_group,
-                                 "init-from-artifacts": policy_init_from_artifacts})
+    return atls_main
 
 
 @pytest.fixture
@@ -244,9 +244,9 @@ def test_policy_from_artifacts(run, tmp_path):
     r = run("measure", "tdx", "--ovmf", str(fw), "--json")
     m.write_text(r.output)
     out = tmp_path / "p.toml"
-    r = run("init-from-artifacts", "--measured", str(m), "-o", str(out))
+    r = run("policy", "init", "--from-artifacts", str(m), "-o", str(out))
     assert r.exit_code == 2  # MRTD undetermined
-    r = run("init-from-artifacts", "--measured", str(m), "-o", str(out), "--allow-candidates",
+    r = run("policy", "init", "--from-artifacts", str(m), "-o", str(out), "--allow-candidates",
             "--name", "fw")
     assert r.exit_code == 0, r.output
     pol = load_policy(str(out))
@@ -256,7 +256,7 @@ def test_policy_from_artifacts(run, tmp_path):
         assert v in text
     snp = tmp_path / "s.json"
     snp.write_text(json.dumps({"measurement": "ab" * 48}))
-    r = run("init-from-artifacts", "--measured", str(snp), "--measured", str(m),
+    r = run("policy", "init", "--from-artifacts", str(snp), "--from-artifacts", str(m),
             "--allow-candidates", "-o", str(out))
     assert r.exit_code == 0
     assert {"snp", "tdx"} <= set(load_policy(str(out)).platforms)
