@@ -74,13 +74,23 @@ class CertificateVerifier(Protocol):
         ...
 
 
-def builtin_formats() -> dict[str, EvidenceFormat]:
-    """The evidence formats atls ships, by the name the extension carries."""
+def builtin_formats(policy: Policy | None = None) -> dict[str, EvidenceFormat]:
+    """The evidence formats atls ships, by the name the extension carries.
+
+    With a ``policy`` whose ``[tpm]`` section lists ``ak_name`` values, the TPM format trusts
+    exactly those attestation keys (besides AK certificate chains to the trust store): an AK
+    pin is relying-party configuration, never something the peer can send."""
     from atls.evidence.snp import SNP_REPORT
     from atls.evidence.tdx import SGX_QUOTE, TDX_QUOTE
-    from atls.evidence.tpm import TPM_QUOTE
+    from atls.evidence.tpm import TPM_QUOTE, TpmQuoteFormat
 
-    return {f.name: f for f in (SNP_REPORT, TDX_QUOTE, SGX_QUOTE, TPM_QUOTE)}
+    tpm: EvidenceFormat = TPM_QUOTE
+    rules = policy.platforms.get("tpm") if policy is not None else None
+    if rules is not None and rules.values.get("ak_name"):
+        tpm = TpmQuoteFormat(
+            pinned_ak_names=[bytes.fromhex(n) for n in sorted(rules.values["ak_name"])]
+        )
+    return {f.name: f for f in (SNP_REPORT, TDX_QUOTE, SGX_QUOTE, tpm)}
 
 
 @dataclass(frozen=True)
@@ -186,7 +196,7 @@ class AttestationVerifier:
         self.collateral = collateral or Collateral()
         self.fresh = fresh
         if formats is None:
-            self.formats: Mapping[str, EvidenceFormat] = builtin_formats()
+            self.formats: Mapping[str, EvidenceFormat] = builtin_formats(policy)
         elif isinstance(formats, Mapping):
             self.formats = dict(formats)
         else:
@@ -315,7 +325,7 @@ def judge(
 
     Never raises an :class:`AttestationError`: failures are collected in the verdict.
     """
-    formats = builtin_formats() if formats is None else formats
+    formats = builtin_formats(policy) if formats is None else formats
     verdict = Verdict(platform=None if platform == "auto" else platform)
     binding = ""
     try:

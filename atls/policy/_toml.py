@@ -67,6 +67,18 @@ def _hexes(where: str, value: Any, length: int) -> frozenset[str]:
     return frozenset(out)
 
 
+#: TPM_ALG_ID -> digest size, for the hash algorithms a TPM Name can use.
+_TPM_NAME_ALGS = {0x0004: 20, 0x000B: 32, 0x000C: 48, 0x000D: 64}
+
+
+def _check_tpm_name(where: str, name_hex: str) -> None:
+    """A TPM Name: a 2-byte nameAlg followed by a digest of that algorithm's size."""
+    raw = bytes.fromhex(name_hex)
+    size = _TPM_NAME_ALGS.get(int.from_bytes(raw[:2], "big")) if len(raw) >= 2 else None
+    if size is None or len(raw) != 2 + size:
+        raise _fail(where, f"{name_hex!r} is not a TPM Name (nameAlg SHA-1/256/384/512 + digest)")
+
+
 def _ints(where: str, value: Any) -> frozenset[int]:
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(i, int) and not isinstance(i, bool) for i in items):
@@ -102,6 +114,9 @@ def _platform(name: str, schema: PlatformSchema, table: Any) -> PlatformRules:
         where = f"[{name}].{key}"
         if key in schema.value_keys:
             values[key] = _hexes(where, value, schema.value_keys[key])
+            if name == "tpm" and key == "ak_name":
+                for n in values[key]:
+                    _check_tpm_name(where, n)
         elif key in schema.int_keys:
             ints[key] = _ints(where, value)
         elif key.startswith("minimum_") and key[8:] in schema.min_keys:

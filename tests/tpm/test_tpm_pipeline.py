@@ -106,3 +106,29 @@ def test_real_tpm_certificate_through_the_pipeline(swtpm: Swtpm) -> None:
         )
         accepted = av.verify_certificate(_cert(a), nonce=NONCE, at=DEFAULT_AT)
         assert accepted.claims["ak_name"] == a.ak_name.hex()
+
+
+def test_policy_ak_name_pins_the_attestation_key() -> None:
+    # `[tpm] ak_name` in the policy is the relying party's AK pin: no formats= needed
+    tpm = FakeTpm(label="pinned-by-policy")
+    pcrs = {str(i): tpm.pcrs["sha256"][i].hex() for i in range(8)}
+    policy = parse_policy(
+        {"version": 1, "tpm": {"ak_name": tpm.ak_name.hex(), "pcrs": {"sha256": pcrs}}}
+    )
+    av = AttestationVerifier(policy=policy, trust=TrustStore())
+    accepted = av.verify_certificate(_cert(tpm), nonce=NONCE, at=DEFAULT_AT)
+    assert accepted.verified.trust_root == "pinned-ak"
+    # another TPM whose AK the policy does not pin is not trusted
+    other = FakeTpm(label="someone else")
+    with pytest.raises(VerificationError) as ei:
+        av.verify_certificate(_cert(other), nonce=NONCE, at=DEFAULT_AT)
+    assert ei.value.code == "tpm.ak.untrusted"
+
+
+@pytest.mark.parametrize("name", ["00", "000b" + "11" * 31, "0099" + "11" * 32])
+def test_policy_ak_name_must_be_a_tpm_name(name: str) -> None:
+    from atls.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as ei:
+        parse_policy({"version": 1, "tpm": {"ak_name": name}})
+    assert ei.value.code == "policy.invalid"
