@@ -297,26 +297,103 @@ def connect_cmd(
     sys.exit(trio.run(run))
 
 
-@click.command("demo")
-@click.option("--platform", type=click.Choice(["snp", "tdx"]), default="snp", show_default=True)
-@click.option("--mode", type=click.Choice(["static", "fresh"]), default="fresh", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print the verified claims as JSON.")
-def demo_cmd(platform: str, mode: str, as_json: bool) -> None:
-    """Run a simulated-TEE server and an attested client on loopback and show the verdicts."""
+class _DemoSetup:
+    """What one demo run needs: an attester, the client's trust, a policy that matches the
+    server and one that does not, and what to call the TEE in the output."""
+
+    def __init__(
+        self,
+        attester: Any,
+        trust: TrustStore,
+        good: Policy,
+        bad: Policy,
+        label: str,
+        *,
+        simulated: bool,
+    ) -> None:
+        self.attester = attester
+        self.trust = trust
+        self.good = good
+        self.bad = bad
+        self.label = label
+        self.simulated = simulated
+
+
+def _simulated_demo(platform: str) -> _DemoSetup:
     from atls.attest import SimulatedAttester
 
-    knobs = (
-        {"measurement": bytes.fromhex(DEMO_MEASUREMENT)}
-        if platform == "snp"
-        else {"mr_td": bytes.fromhex(DEMO_MR_TD)}
-    )
-    attester = SimulatedAttester(platform, **knobs)  # type: ignore[arg-type]
-    creds = AttestedCredentials(attester, mode=mode)  # type: ignore[arg-type]
-    trust = attester.trust_store()
     key, value = ("measurement", DEMO_MEASUREMENT) if platform == "snp" else ("mr_td", DEMO_MR_TD)
+    attester = SimulatedAttester(platform, **{key: bytes.fromhex(value)})  # type: ignore[arg-type]
     good = parse_policy({"version": 1, "name": "demo", platform: {key: value}})
     bad = parse_policy({"version": 1, "name": "demo-wrong-measurement", platform: {key: "00" * 48}})
+    return _DemoSetup(attester, attester.trust_store(), good, bad, "simulated TEE", simulated=True)
+
+
+def _tpm_demo(stack: contextlib.ExitStack) -> _DemoSetup:
+    """A real software TPM (swtpm): PCR 4 gets a "kernel" measurement, the TPM attester
+    quotes PCRs 0-7, and the client's policy pins the AK's Name and those PCR values."""
+    from atls.testing.tpm import Swtpm, swtpm_unavailable_reason, tpm2_pytss_unavailable_reason
+
+    reason = swtpm_unavailable_reason() or tpm2_pytss_unavailable_reason()
+    if reason is not None:
+        raise ConfigurationError(f"atls demo --attester tpm: {reason}", code="usage.tpm")
+    from atls.attest.tpm import TpmAttester
+
+    swtpm = stack.enter_context(Swtpm.start())
+    kernel = hashlib.sha256(b"atls demo kernel").digest()
+    swtpm.extend(4, {"sha256": kernel})
+    pcrs = {str(i): "00" * 32 for i in range(8)}
+    pcrs["4"] = hashlib.sha256(bytes(32) + kernel).hexdigest()
+    attester = stack.enter_context(TpmAttester(swtpm.tcti, pcrs=range(8)))
+    ak = attester.ak_name.hex()
+    good = parse_policy(
+        {"version": 1, "name": "demo", "tpm": {"ak_name": ak, "pcrs": {"sha256": pcrs}}}
+    )
+    bad = parse_policy(
+        {
+            "version": 1,
+            "name": "demo-wrong-pcr",
+            "tpm": {"ak_name": ak, "pcrs": {"sha256": {**pcrs, "4": "00" * 32}}},
+        }
+    )
+    return _DemoSetup(attester, TrustStore(), good, bad, "swtpm", simulated=False)
+
+
+@click.command("demo")
+@click.option(
+    "--attester",
+    "attester_kind",
+    type=click.Choice(["simulated", "tpm"]),
+    default="simulated",
+    show_default=True,
+    help="simulated: the simulated TEE (no hardware); tpm: a real software TPM (needs swtpm "
+    "and the atls[tpm] extra).",
+)
+@click.option(
+    "--platform",
+    type=click.Choice(["snp", "tdx"]),
+    default="snp",
+    show_default=True,
+    help="Platform of the simulated TEE.",
+)
+@click.option("--mode", type=click.Choice(["static", "fresh"]), default="fresh", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the verified claims as JSON.")
+def demo_cmd(attester_kind: str, platform: str, mode: str, as_json: bool) -> None:
+    """Run an attested server and an attested client on loopback and show the verdicts: the
+    client whose policy matches gets its echo; a client expecting other values is refused."""
+    with contextlib.ExitStack() as stack:
+        try:
+            setup = _tpm_demo(stack) if attester_kind == "tpm" else _simulated_demo(platform)
+        except AtlsError as e:
+            err_console.print(f"[red]error:[/] {esc(e.message)}")
+            sys.exit(EXIT_USAGE)
+        sys.exit(_run_demo(setup, mode, as_json))
+
+
+def _run_demo(setup: _DemoSetup, mode: str, as_json: bool) -> int:
+    creds = AttestedCredentials(setup.attester, mode=mode)  # type: ignore[arg-type]
     received: list[bytes] = []
+    static = mode == "static"
 
     async def handler(stream: AttestedStream) -> None:
         while data := await stream.receive_some():
@@ -331,14 +408,20 @@ def demo_cmd(platform: str, mode: str, as_json: bool) -> None:
                 )
             )
             port = listeners[0].socket.getsockname()[1]
-            v = _verifier(good, trust, Collateral(), static=mode == "static", allow_simulated=True)
+            v = _verifier(
+                setup.good,
+                setup.trust,
+                Collateral(),
+                static=static,
+                allow_simulated=setup.simulated,
+            )
             stream = await open_attested_stream("127.0.0.1", port, verifier=v)
             async with stream:
                 await stream.send_all(b"hello from an attested client")
                 echo = await stream.receive_some()
             accepted = stream.attestation
             assert accepted is not None
-            # A client whose policy expects another measurement must refuse the same server.
+            # A client whose policy expects other values must refuse the same server.
             rejected: AttestationError | None = None
             before = len(received)
             try:
@@ -346,7 +429,11 @@ def demo_cmd(platform: str, mode: str, as_json: bool) -> None:
                     "127.0.0.1",
                     port,
                     verifier=_verifier(
-                        bad, trust, Collateral(), static=mode == "static", allow_simulated=True
+                        setup.bad,
+                        setup.trust,
+                        Collateral(),
+                        static=static,
+                        allow_simulated=setup.simulated,
                     ),
                 )
                 await s2.aclose()
@@ -365,7 +452,7 @@ def demo_cmd(platform: str, mode: str, as_json: bool) -> None:
             out = Console()
             out.print(
                 _claims_table(
-                    accepted, f"verified {accepted.platform} claims (simulated TEE, {mode} mode)"
+                    accepted, f"verified {accepted.platform} claims ({setup.label}, {mode} mode)"
                 )
             )
             out.print(f"[green]accepted[/] by policy {accepted.policy!r}; echo: {echo!r}")
@@ -373,13 +460,20 @@ def demo_cmd(platform: str, mode: str, as_json: bool) -> None:
                 out.print(f"[yellow]not checked:[/] {esc(u)}")
             if rejected is not None:
                 out.print(
-                    f"[green]as expected, a client pinning another measurement refused "
-                    f"the server[/]: {rejected.code}: {rejected.message}"
+                    f"[green]as expected, a client expecting other values refused "
+                    f"the server[/]: {rejected.code}: {esc(rejected.message)}"
                 )
-        simulated_banner()
+        if setup.simulated:
+            simulated_banner()
+        else:
+            err_console.print(
+                f"[yellow]{setup.label} is a software TPM: its quote proves what was extended "
+                "into it, nothing about hardware. The client trusted its AK because the policy "
+                "pins the AK's Name.[/]"
+            )
         if rejected is None or len(received) != before or echo != received[0]:
             err_console.print("[red]demo failed: the wrong-policy client was not refused[/]")
             return EXIT_REJECTED
         return 0
 
-    sys.exit(trio.run(run))
+    return trio.run(run)
