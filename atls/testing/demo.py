@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from atls.attest.simulated import SimulatedAttester
 from atls.trust import TrustStore
 
-__all__ = ["DEMO_PLATFORMS", "demo_attester", "demo_trust_store"]
+__all__ = ["DEMO_PLATFORMS", "demo_attester", "demo_root_pems", "demo_trust_store"]
 
 DEMO_PLATFORMS = ("snp", "tdx")
 
@@ -34,3 +34,24 @@ def demo_trust_store(platforms: Iterable[str] = DEMO_PLATFORMS) -> TrustStore:
     for platform in platforms:
         store = store.merged(demo_attester(platform).trust_store())
     return store
+
+
+def demo_root_pems() -> dict[str, bytes]:
+    """``{file name: PEM}`` of the simulated roots (SNP ARK, Intel root, TPM AK CA root), as
+    committed under ``certs/`` (``python -m atls.testing certs``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from atls.testing.tpm import FakeTpmCa
+
+    stores = {
+        "simulated-amd-ark-milan.pem": demo_attester("snp").trust_store(),
+        "simulated-intel-sgx-root.pem": demo_attester("tdx").trust_store(),
+        "simulated-tpm-ak-root.pem": FakeTpmCa().trust_store(),
+    }
+    out: dict[str, bytes] = {}
+    for name, store in stores.items():
+        (anchor,) = store.anchors
+        out[name] = x509.load_der_x509_certificate(anchor.der).public_bytes(Encoding.PEM)
+    return out
+
