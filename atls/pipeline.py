@@ -9,6 +9,9 @@ time are inputs, and the TLS layer sees only this object (it knows no platform).
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,6 +26,7 @@ from atls.collateral._bundle import Collateral
 from atls.errors import (
     AtlsError,
     AttestationError,
+    ConfigurationError,
     EvidenceParseError,
     UnsupportedEvidenceError,
     VerificationError,
@@ -174,11 +178,72 @@ def verify_evidence(
     return verified
 
 
+class _AuthenticationCache:
+    """Successful authentications of exact certificate bytes (and nonce), for a bounded time.
+
+    A static-mode server presents the same certificate to every client, so re-verifying its
+    evidence on each handshake repeats identical work. An entry is reused only for the same
+    certificate DER and nonce, for at most ``ttl`` seconds after it was verified, never for a
+    verification time before that, and only while the certificate itself is valid; failures
+    are never cached, and the policy is evaluated on every use.
+    """
+
+    def __init__(self, ttl: float, size: int = 256) -> None:
+        self.ttl = _dt.timedelta(seconds=ttl)
+        self.size = size
+        self._entries: OrderedDict[
+            tuple[bytes, bytes], tuple[_dt.datetime, _dt.datetime, _dt.datetime, Verified, str]
+        ] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(cert_der: bytes, nonce: bytes) -> tuple[bytes, bytes]:
+        return hashlib.sha256(cert_der).digest(), bytes(nonce)
+
+    def get(self, key: tuple[bytes, bytes], at: _dt.datetime) -> tuple[Verified, str] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            verified_at, not_before, not_after, verified, binding = entry
+            if not (verified_at <= at <= verified_at + self.ttl and not_before <= at <= not_after):
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return verified, binding
+
+    def put(
+        self,
+        key: tuple[bytes, bytes],
+        at: _dt.datetime,
+        cert: x509.Certificate,
+        verified: Verified,
+        binding: str,
+    ) -> None:
+        with self._lock:
+            self._entries[key] = (
+                at,
+                cert.not_valid_before_utc,
+                cert.not_valid_after_utc,
+                verified,
+                binding,
+            )
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
 class AttestationVerifier:
     """The native (``atls-v1``) certificate verifier.
 
     Fresh mode (``fresh=True``): the client sends a 32-byte nonce and requires the evidence
     to commit to it. Static mode: key-only binding, no nonce.
+
+    ``reuse_seconds``: a successful authentication of the exact same certificate bytes and
+    nonce is reused for this long (default 30 s; 0 disables), which is what makes static
+    mode cheap: the server presents one certificate to every client. Fresh-mode nonces are
+    never repeated, so fresh mode always verifies in full. The policy is evaluated on every
+    handshake, and the certificate's own validity period is checked on every reuse.
     """
 
     def __init__(
@@ -190,7 +255,11 @@ class AttestationVerifier:
         fresh: bool = True,
         formats: Mapping[str, EvidenceFormat] | Iterable[EvidenceFormat] | None = None,
         allow_simulated: bool = False,
+        reuse_seconds: float = 30.0,
     ) -> None:
+        if reuse_seconds < 0:
+            raise ConfigurationError("reuse_seconds must be >= 0", code="usage.reuse_seconds")
+        self._cache = _AuthenticationCache(reuse_seconds) if reuse_seconds > 0 else None
         self.policy = policy
         self.trust = trust
         self.collateral = collateral or Collateral()
@@ -215,7 +284,17 @@ class AttestationVerifier:
     def verify_certificate(
         self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime, chain: tuple[bytes, ...] = ()
     ) -> Accepted:
-        verified, binding = self.authenticate_certificate(cert_der, nonce=nonce, at=at)
+        cache = self._cache
+        hit = None
+        if cache is not None:
+            key = cache.key(cert_der, nonce)
+            hit = cache.get(key, at)
+        if hit is None:
+            verified, binding = self.authenticate_certificate(cert_der, nonce=nonce, at=at)
+            if cache is not None:
+                cache.put(key, at, x509.load_der_x509_certificate(cert_der), verified, binding)
+        else:
+            verified, binding = hit
         # 6. the policy judges the verified claims
         return self.policy.evaluate(verified, binding=binding)
 
