@@ -71,15 +71,23 @@ class TdxEvent:
     digest: bytes
     event: str
     event_payload: bytes
+    #: runtime event digest rule (1 or 2); V0 SCALE carries neither field (always 1)
+    version: int = 1
+    preimage: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "imr": self.imr,
             "event_type": self.event_type,
             "digest": self.digest.hex(),
             "event": self.event,
             "event_payload": self.event_payload.hex(),
         }
+        if self.version != 1:
+            out["version"] = self.version
+        if self.preimage is not None:
+            out["preimage"] = self.preimage.hex()
+        return out
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,20 @@ def _as_bytes(v: Any, field: str) -> bytes:
     raise _err("expected bytes", field)
 
 
+def _int_field(ev: dict[Any, Any], key: str) -> int:
+    v = ev.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 0xFFFFFFFF:
+        raise _err(f"event {key} must be a u32", key)
+    return v
+
+
+def _str_field(ev: dict[Any, Any], key: str) -> str:
+    v = ev.get(key, "")
+    if not isinstance(v, str):
+        raise _err(f"{key} must be a string", key)
+    return v
+
+
 def _decode_v1(data: bytes) -> DstackAttestation:
     try:
         obj = msgpack.unpackb(
@@ -215,13 +237,19 @@ def _decode_v1(data: bytes) -> DstackAttestation:
         for ev in pdata.get("event_log") or []:
             if not isinstance(ev, dict):
                 raise _err("event must be a map", "event_log")
+            version = ev.get("version", 1)
+            preimage = ev.get("preimage")
+            if isinstance(version, bool) or version not in (1, 2):
+                raise _err("event version must be 1 or 2", "version")
             events.append(
                 TdxEvent(
-                    int(ev.get("imr", -1)),
-                    int(ev.get("event_type", 0)),
+                    _int_field(ev, "imr"),
+                    _int_field(ev, "event_type"),
                     _as_bytes(ev.get("digest", b""), "digest"),
-                    str(ev.get("event", "")),
+                    _str_field(ev, "event"),
                     _as_bytes(ev.get("event_payload", b""), "event_payload"),
+                    version,
+                    None if preimage is None else _as_bytes(preimage, "preimage"),
                 )
             )
         chain: tuple[bytes, ...] = ()
@@ -239,7 +267,7 @@ def _decode_v1(data: bytes) -> DstackAttestation:
     for ev in sdata.get("runtime_events") or []:
         if not isinstance(ev, dict):
             raise _err("runtime event must be a map", "runtime_events")
-        runtime.append((str(ev.get("event", "")), _as_bytes(ev.get("payload", b""), "payload")))
+        runtime.append((_str_field(ev, "event"), _as_bytes(ev.get("payload", b""), "payload")))
     report_data = _as_bytes(sdata.get("report_data"), "report_data")
     if len(report_data) != 64:
         raise _err("report_data must be 64 bytes", "report_data")
