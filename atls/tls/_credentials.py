@@ -9,6 +9,18 @@ self-signed certificate carrying that evidence:
   new certificate bound to that nonce; clients without a nonce get the static certificate.
   At most ``max_concurrent`` evidence generations run at once; a handshake that cannot get
   a slot within ``busy_timeout`` fails with ``AttesterError(code="attester.busy")``.
+
+**Stapled collateral** (extension ``.2``): every certificate carries the collateral last taken
+from ``collateral_source`` (default: ``attester.collateral()``), so a client with no network
+and an empty cache can verify. The source is never called from a TLS callback once a staple
+is held: an explicit ``collateral_source`` (which may fetch from Intel PCS / AMD KDS) is
+called once in the constructor, the default one at the first mint, and afterwards only by the
+background refresh, which starts ``staple_refresh_before`` ahead of the earliest
+``nextUpdate`` / ``notAfter`` among the stapled items (:meth:`refresh_collateral`). A caller
+with its own schedule (e.g. an async fetcher) pushes new collateral with
+:meth:`set_collateral`. A certificate never outlives the collateral stapled in it: its
+``notAfter`` is capped at that earliest expiry. A failed refresh keeps the current staple
+(logged) and is retried after ``staple_retry``.
 """
 
 from __future__ import annotations
@@ -26,7 +38,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from atls.attest._base import Attester
 from atls.binding import ATLS_V1, atls_v1_report_data
 from atls.collateral._bundle import Collateral
-from atls.errors import AtlsError, AttesterError
+from atls.collateral._validity import collateral_expiry
+from atls.errors import AtlsError, AttesterError, CollateralUnavailableError
 from atls.tls._sni import decode_nonce_sni
 from atls.x509ext import issue_attested_cert, spki_der
 
@@ -147,11 +160,19 @@ class AttestedCredentials:
         busy_timeout: float = 10.0,
         clock: Callable[[], _dt.datetime] = utcnow,
         profile: IssuanceProfile | None = None,
+        staple: bool = True,
+        collateral_source: Callable[[], Collateral] | None = None,
+        staple_refresh_before: _dt.timedelta = _dt.timedelta(hours=1),
+        staple_retry: _dt.timedelta = _dt.timedelta(minutes=1),
     ) -> None:
         if mode not in ("static", "fresh"):
             raise ValueError("mode must be 'static' or 'fresh'")
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be >= 1")
+        if staple_refresh_before < _dt.timedelta(0) or staple_retry <= _dt.timedelta(0):
+            raise ValueError("staple_refresh_before must be >= 0 and staple_retry > 0")
+        if collateral_source is not None and not staple:
+            raise ValueError("collateral_source needs staple=True")
         self.attester = attester
         self.profile: IssuanceProfile = profile or NativeProfile()
         self.mode = mode
@@ -159,15 +180,129 @@ class AttestedCredentials:
         self.fresh_lifetime = fresh_lifetime
         self.busy_timeout = busy_timeout
         self.clock = clock
+        self.staple = staple
+        self.staple_refresh_before = staple_refresh_before
+        self.staple_retry = staple_retry
+        self._source: Callable[[], Collateral] = collateral_source or attester.collateral
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._lock = threading.Lock()
         self._static: Credential | None = None
         self._static_minted: _dt.datetime | None = None
         self._rotating = False
+        self._staple_lock = threading.Lock()
+        self._stapled: Collateral | None = None
+        self._staple_expiry: _dt.datetime | None = None
+        self._staple_next_try: _dt.datetime | None = None
+        self._refreshing = False
         self.minted = 0
+        #: How often the collateral source was called (it is never called per handshake).
+        self.collateral_refreshes = 0
+        if collateral_source is not None:
+            # an explicit source may fetch: take the first staple now, at start-up
+            self.refresh_collateral()
+
+    # ---- stapled collateral ---------------------------------------------------------
+
+    @property
+    def stapled_collateral(self) -> Collateral | None:
+        """The collateral the next certificate carries (None before the first staple)."""
+        with self._staple_lock:
+            return self._stapled
+
+    @property
+    def staple_expiry(self) -> _dt.datetime | None:
+        """The earliest ``nextUpdate``/``notAfter`` among the stapled items."""
+        with self._staple_lock:
+            return self._staple_expiry
+
+    def set_collateral(self, collateral: Collateral) -> None:
+        """Staple ``collateral`` from the next certificate on (push-style refresh). Already
+        issued certificates keep theirs; in static mode the next rotation picks it up."""
+        expiry = collateral_expiry(collateral)
+        with self._staple_lock:
+            self._stapled = collateral
+            self._staple_expiry = expiry
+            self._staple_next_try = None
+        if expiry is not None and expiry <= self.clock():
+            log.warning("stapled collateral is already expired (%s)", expiry.isoformat())
+
+    def refresh_collateral(self) -> Collateral:
+        """Call the collateral source and staple its answer. Raises
+        :class:`~atls.errors.CollateralUnavailableError` (or the source's own
+        :class:`~atls.errors.AtlsError`); the current staple stays in place then."""
+        self.collateral_refreshes += 1
+        try:
+            c = self._source()
+        except AtlsError:
+            raise
+        except Exception as e:  # a source bug must not kill the server
+            raise CollateralUnavailableError(
+                f"collateral source failed: {e!r}", code="collateral.source"
+            ) from e
+        if not isinstance(c, Collateral):
+            raise CollateralUnavailableError(
+                f"collateral source returned {type(c).__name__}, not Collateral",
+                code="collateral.source",
+            )
+        self.set_collateral(c)
+        return c
+
+    def _staple_due(self, now: _dt.datetime) -> bool:
+        """True when the background refresh should run (never blocks, never fetches)."""
+        if not self.staple:
+            return False
+        with self._staple_lock:
+            if self._stapled is None or self._refreshing:
+                return False
+            if self._staple_next_try is not None and now < self._staple_next_try:
+                return False
+            exp = self._staple_expiry
+            return exp is not None and now >= exp - self.staple_refresh_before
+
+    def _staple_for_mint(self) -> Collateral:
+        if not self.staple:
+            return Collateral()
+        with self._staple_lock:
+            cur = self._stapled
+        if cur is None:
+            # the default source (the attester's own collateral) at the first mint
+            cur = self.refresh_collateral()
+        return cur
+
+    def _background_refresh(self) -> None:
+        """Refresh the staple, then (static mode) mint the next static credential."""
+        try:
+            try:
+                self.refresh_collateral()
+            except AtlsError as e:
+                log.warning("stapled collateral refresh failed (will retry): %s", e)
+                with self._staple_lock:
+                    self._staple_next_try = self.clock() + self.staple_retry
+                return
+            with self._lock:
+                remint = self._static is not None
+            if remint:
+                self._rotate()
+        finally:
+            with self._staple_lock:
+                self._refreshing = False
+
+    def _kick_refresh(self, now: _dt.datetime) -> None:
+        if self._staple_due(now):
+            with self._staple_lock:
+                if self._refreshing:
+                    return
+                self._refreshing = True
+            threading.Thread(
+                target=self._background_refresh, name="atls-staple-refresh", daemon=True
+            ).start()
+
+    # ---- minting --------------------------------------------------------------------
 
     def mint(self, nonce: bytes = b"", lifetime: _dt.timedelta | None = None) -> Credential:
-        """A new key, evidence over its binding (and ``nonce``), and its certificate."""
+        """A new key, evidence over its binding (and ``nonce``), and its certificate.
+
+        The certificate carries the current staple and expires no later than it."""
         if not self._slots.acquire(timeout=self.busy_timeout):
             raise AttesterError("too many concurrent evidence generations", code="attester.busy")
         try:
@@ -175,19 +310,30 @@ class AttestedCredentials:
             report_data = self.profile.report_data(spki_der(key.public_key()), nonce)
             try:
                 evidence = self.attester.attest(report_data)
-                staple = self.attester.collateral()
+                staple = self._staple_for_mint()
             except AtlsError:
                 raise
             except Exception as e:  # an attester bug must not kill the server
                 raise AttesterError(f"attester failed: {e!r}") from e
             now = self.clock()
+            not_before = now - _dt.timedelta(minutes=1)
+            total = (lifetime or self.lifetime) + _dt.timedelta(minutes=1)
+            expiry = self.staple_expiry if staple else None
+            if expiry is not None:
+                if expiry > now + _dt.timedelta(minutes=1):
+                    total = min(total, expiry - not_before)
+                else:
+                    log.warning(
+                        "stapling collateral that expires at %s (refresh failing?)",
+                        expiry.isoformat(),
+                    )
             cert = self.profile.certificate(
                 key,
                 self.attester.format_name,
                 evidence,
                 staple,
-                not_before=now - _dt.timedelta(minutes=1),
-                lifetime=(lifetime or self.lifetime) + _dt.timedelta(minutes=1),
+                not_before=not_before,
+                lifetime=total,
             )
             self.minted += 1
             return Credential(cert, key, cert.not_valid_after_utc)
@@ -197,12 +343,14 @@ class AttestedCredentials:
     def static(self) -> Credential:
         """The current static credential.
 
-        After half its lifetime a background thread mints the next one while handshakes go
-        on with the current (still valid) certificate; only the very first mint, or one
-        after the current certificate expired, blocks the caller.
+        After half its lifetime (or when the stapled collateral is due for refresh) a
+        background thread mints the next one while handshakes go on with the current (still
+        valid) certificate; only the very first mint, or one after the current certificate
+        expired, blocks the caller.
         """
+        now = self.clock()
+        self._kick_refresh(now)
         with self._lock:
-            now = self.clock()
             cur = self._static
             if cur is None or now >= cur.not_after - _dt.timedelta(seconds=30):
                 cur = self._static = self.mint()
@@ -215,6 +363,8 @@ class AttestedCredentials:
             return cur
 
     def _rotate(self) -> None:
+        with self._lock:
+            self._rotating = True
         try:
             cred = self.mint()
         except AtlsError as e:
@@ -229,5 +379,6 @@ class AttestedCredentials:
     def select(self, server_name: str | None) -> Credential:
         nonce = self.profile.decode_nonce(server_name)
         if self.mode == "fresh" and nonce:
+            self._kick_refresh(self.clock())
             return self.mint(nonce, self.fresh_lifetime)
         return self.static()

@@ -259,6 +259,7 @@ def test_fetched_collateral_verifies_the_quote(
 ) -> None:
     """Upstream verdicts (PROVENANCE.md) reproduced with collateral fetched from the fake."""
     import atls.evidence.tdx as tdx
+
     add_intel_vectors(server, vectors, name)
     when = dt.datetime.fromtimestamp(at, dt.UTC)
     evidence = (vectors / quote).read_bytes()
@@ -298,6 +299,7 @@ def test_fetched_vcek_verifies_the_snp_report(
     """The VCEK and ASK fetched for a real report verify it; the fake's stand-in CRL (not
     signed by AMD) is refused by the verifier, as it must be."""
     import atls.evidence.snp as snp
+
     at = dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
     add_amd_vectors(server, vectors, crl_time=at - dt.timedelta(days=1))
     evidence = (vectors / report).read_bytes()
