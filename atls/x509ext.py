@@ -29,6 +29,7 @@ failure is an :class:`~atls.errors.EvidenceParseError` with format ``x509ext``.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from dataclasses import dataclass
 
 from asn1crypto import core
@@ -136,8 +137,12 @@ def encode_evidence(fmt: str, binding: str, evidence: bytes) -> bytes:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def decode_evidence(data: bytes) -> AttestationEvidence:
-    """Strictly decode the evidence extension (.1): size cap, canonical DER, version 1."""
+    """Strictly decode the evidence extension (.1): size cap, canonical DER, version 1.
+
+    Memoized on the exact bytes (the result is immutable; errors are not cached): a
+    static-mode server sends the same extension on every handshake."""
     v = _strict_load(_Evidence, data, MAX_EVIDENCE_EXTENSION, "evidence")
     if v["version"].native != _VERSION:
         raise EvidenceParseError(
@@ -171,8 +176,10 @@ def encode_collateral(c: Collateral) -> bytes:
     )
 
 
+@functools.lru_cache(maxsize=64)
 def decode_collateral(data: bytes) -> Collateral:
-    """Strictly decode the stapled-collateral extension (.2) into Collateral."""
+    """Strictly decode the stapled-collateral extension (.2) into Collateral (memoized on
+    the exact bytes, like :func:`decode_evidence`)."""
     v = _strict_load(_Collateral, data, MAX_COLLATERAL_EXTENSION, "stapled collateral")
     if v["version"].native != _VERSION:
         raise EvidenceParseError(

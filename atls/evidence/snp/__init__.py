@@ -111,7 +111,7 @@ class SnpReportFormat:
     ) -> Verified:
         """Parse and verify ``evidence`` at ``at``; see :func:`verify_report`."""
         return verify_report(
-            parse_report(evidence),
+            evidence,  # parsed once, inside verify_report
             trust=trust,
             collateral=collateral,
             at=at,
