@@ -8,6 +8,7 @@ import sys
 _BENCHMARKS = {
     "handshake": "atls.bench.handshake",
     "verify-tdx": "atls.bench.verify_tdx",
+    "verify-tpm": "atls.bench.verify_tpm",
 }
 
 

@@ -579,3 +579,14 @@ def test_mutated_crls_in_collateral_never_crash(pos: int, xor: int) -> None:
     except (VerificationError, EvidenceParseError, UnsupportedEvidenceError):
         return
     assert v.claims["ak_source"] == f"certificate:{CA.anchor_name}"
+
+
+def test_verify_tpm_benchmark_runs(capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from atls.bench.verify_tpm import main
+
+    assert main(["--repeat", "3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["cold_s"] > 0 and out["warm_s"] > 0 and out["signature_s"] > 0
+    assert out["cold_ratio"] == out["cold_s"] / out["signature_s"]
