@@ -207,6 +207,14 @@ def _str_field(ev: dict[Any, Any], key: str) -> str:
     return v
 
 
+def _list(v: Any, field: str) -> list[Any]:
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _err("expected an array", field)
+    return v
+
+
 def _decode_v1(data: bytes) -> DstackAttestation:
     try:
         obj = msgpack.unpackb(
@@ -234,7 +242,7 @@ def _decode_v1(data: bytes) -> DstackAttestation:
     if kind in ("tdx", "gcp-tdx"):
         quote = _as_bytes(pdata.get("quote"), "quote")
         events = []
-        for ev in pdata.get("event_log") or []:
+        for ev in _list(pdata.get("event_log"), "event_log"):
             if not isinstance(ev, dict):
                 raise _err("event must be a map", "event_log")
             version = ev.get("version", 1)
@@ -257,14 +265,16 @@ def _decode_v1(data: bytes) -> DstackAttestation:
     elif kind == "sev-snp":
         quote = _as_bytes(pdata.get("report"), "report")
         events = []
-        chain = tuple(_as_bytes(c, "cert_chain") for c in pdata.get("cert_chain") or [])
-        mr_config = str(pdata.get("mr_config", ""))
+        chain = tuple(
+            _as_bytes(c, "cert_chain") for c in _list(pdata.get("cert_chain"), "cert_chain")
+        )
+        mr_config = _str_field(pdata, "mr_config")
     else:
         raise UnsupportedEvidenceError(
             f"dstack platform {kind!r} is not supported", code="dstack.platform"
         )
     runtime = []
-    for ev in sdata.get("runtime_events") or []:
+    for ev in _list(sdata.get("runtime_events"), "runtime_events"):
         if not isinstance(ev, dict):
             raise _err("runtime event must be a map", "runtime_events")
         runtime.append((_str_field(ev, "event"), _as_bytes(ev.get("payload", b""), "payload")))
@@ -278,7 +288,7 @@ def _decode_v1(data: bytes) -> DstackAttestation:
         tuple(events),
         tuple(runtime),
         report_data,
-        str(sdata.get("config", "")),
+        _str_field(sdata, "config"),
         chain,
         mr_config,
         {"stack": stack.get("kind")},
