@@ -91,6 +91,7 @@ __all__ = [
     "DstackEvidence",
     "DstackIssuance",
     "DstackVerifier",
+    "attestation_from_get_quote",
     "evaluate_with_events",
     "verify_dstack_tdx",
 ]
@@ -183,6 +184,52 @@ def _vm_config(config: str) -> Any:
         return json.loads(config) if config else None
     except ValueError:
         return config
+
+
+def attestation_from_get_quote(doc: str | bytes | Mapping[str, Any]) -> DstackAttestation:
+    """A dstack guest-agent ``GetQuote`` response (``quote`` hex, ``event_log`` JSON,
+    ``report_data`` hex, optional ``vm_config``) as a TDX :class:`DstackAttestation`."""
+    obj: Any = doc
+    if isinstance(doc, (str, bytes)):
+        if len(doc) > 10 << 20:
+            raise EvidenceParseError("GetQuote response larger than 10 MiB", format="dstack")
+        try:
+            obj = json.loads(doc)
+        except (ValueError, RecursionError) as e:
+            raise EvidenceParseError(f"GetQuote response is not JSON: {e}", format="dstack") from e
+    if not isinstance(obj, Mapping):
+        raise EvidenceParseError("GetQuote response must be a JSON object", format="dstack")
+
+    def hexfield(key: str) -> bytes:
+        v = obj.get(key)
+        try:
+            if not isinstance(v, str):
+                raise ValueError(key)
+            return bytes.fromhex(v.removeprefix("0x"))
+        except ValueError:
+            raise EvidenceParseError(
+                f"GetQuote {key} must be a hex string", format="dstack", field=key
+            ) from None
+
+    quote = hexfield("quote")
+    report_data = hexfield("report_data")
+    if len(report_data) != 64:
+        raise EvidenceParseError(
+            "report_data must be 64 bytes", format="dstack", field="report_data"
+        )
+    events = parse_dstack_event_log(obj.get("event_log", "[]"))
+    cfg = obj.get("vm_config", "")
+    return DstackAttestation(
+        0,
+        "tdx",
+        quote,
+        tuple(
+            TdxEvent(e.imr, e.event_type, e.digest, e.event, e.payload, e.version, e.preimage)
+            for e in events
+        ),
+        report_data=report_data,
+        config=cfg if isinstance(cfg, str) else json.dumps(cfg),
+    )
 
 
 def verify_dstack_tdx(
