@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -43,8 +41,21 @@ def test_confidential_upload_goes_only_to_the_verified_server():
     assert receipt.startswith("sha256:")
 
 
-@pytest.mark.parametrize("name", ["smpc_upload.py"])
-def test_interop_examples_when_present(name):
-    if not (EXAMPLES / name).exists():
-        pytest.skip(f"{name} belongs to the interop adapters")
-    run(name)
+def test_smpc_upload_sends_inputs_only_to_the_verified_agent():
+    import hashlib
+
+    import trio
+
+    out = run("smpc_upload.py")  # as a user runs it
+    assert "agent verified, inputs uploaded" in out
+    assert "refused the impostor agent before sending anything: policy" in out
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import smpc_upload as ex
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    receipt, good, evil, refused = trio.run(ex.main)
+    assert good == [(ex.ALGORITHM, ex.DATASET)]
+    assert evil == []  # the impostor received nothing at all
+    assert refused == "policy"
+    assert receipt.endswith(hashlib.sha256(ex.ALGORITHM + ex.DATASET).hexdigest())
