@@ -502,8 +502,10 @@ class DstackIssuance:
     ``DstackTdx`` with the quote, the (stripped-form) event log and the runtime events; with
     ``legacy=True`` also ``.1``/``.2`` for readers that only know those (dstack's Go SDK).
     The quote's RTMR3 must be the replay of ``runtime_events`` (configure the attester with
-    :attr:`rtmr3`); a mismatch is refused here rather than issued. ``check=False`` skips
-    that refusal and the binding check (only to build certificates for negative tests).
+    :attr:`rtmr3`); a mismatch is refused here rather than issued.
+    ``issue_invalid_certificates_for_testing=True`` skips that refusal and the binding
+    check: it exists only to build certificates for negative tests and must never be set on
+    a server.
     """
 
     name = "dstack"
@@ -516,7 +518,7 @@ class DstackIssuance:
         config: str = "",
         legacy: bool = False,
         common_name: str = "dstack ra-tls",
-        check: bool = True,
+        issue_invalid_certificates_for_testing: bool = False,
     ) -> None:
         if any(e.imr == 3 for e in boot_events):
             raise ValueError("boot_events are RTMR0-2 events; RTMR3 holds runtime events")
@@ -525,7 +527,7 @@ class DstackIssuance:
         self.config = config
         self.legacy = legacy
         self.common_name = common_name
-        self.check = check
+        self.check = not issue_invalid_certificates_for_testing
         self._log = verify_dstack_events(
             (
                 *self.boot_events,

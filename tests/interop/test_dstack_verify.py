@@ -71,6 +71,9 @@ POLICY = parse_policy(
 INTEL = FakeIntel()
 
 
+INVALID = {"issue_invalid_certificates_for_testing": True}
+
+
 def issuance(**kw) -> DstackIssuance:
     return DstackIssuance(runtime_events=RUNTIME, config=CONFIG, **kw)
 
@@ -246,7 +249,7 @@ class OtherKeyBinding(DstackIssuance):
 BAD = [
     (
         "wrong binding",
-        lambda: mint(OtherKeyBinding(runtime_events=RUNTIME, check=False)),
+        lambda: mint(OtherKeyBinding(runtime_events=RUNTIME, **INVALID)),
         VerificationError,
         "dstack.binding",
     ),
@@ -259,7 +262,7 @@ BAD = [
     ("debug TD", lambda: mint(issuance(), debug=True), VerificationError, "dstack.debug"),
     (
         "RTMR3 mismatch",
-        lambda: mint(issuance(check=False), rtmr=(*BOOT_RTMRS, b"\x99" * 48)),
+        lambda: mint(issuance(**INVALID), rtmr=(*BOOT_RTMRS, b"\x99" * 48)),
         VerificationError,
         "dstack.rtmr3_mismatch",
     ),
@@ -423,7 +426,7 @@ async def test_tls_end_to_end():
 TLS_BAD = [
     (
         "wrong binding",
-        lambda: OtherKeyBinding(runtime_events=RUNTIME, check=False),
+        lambda: OtherKeyBinding(runtime_events=RUNTIME, **INVALID),
         {},
         None,
         "dstack.binding",
@@ -431,7 +434,7 @@ TLS_BAD = [
     ("debug TD", issuance, {"debug": True}, None, "dstack.debug"),
     (
         "RTMR3 mismatch",
-        lambda: issuance(check=False),
+        lambda: issuance(**INVALID),
         {"rtmr": (*BOOT_RTMRS, b"\x99" * 48)},
         None,
         "dstack.rtmr3_mismatch",
