@@ -8,6 +8,7 @@ import click
 
 from atls import __version__
 from atls.cli._net import connect_cmd, demo_cmd, serve_cmd
+from atls.cli._policy_import import policy_import
 from atls.cli._secretvm import secretvm_group
 from atls.cli._verify import inspect_cmd, policy_group, verify_cmd
 from atls.cli.collateral import collateral_group
@@ -27,6 +28,8 @@ def main(verbose: int) -> None:
     the evidence verifies and matches its policy."""
     logging.basicConfig(level=logging.WARNING - 10 * verbose, format="%(name)s: %(message)s")
 
+
+policy_group.add_command(policy_import)
 
 for _cmd in (
     demo_cmd,
