@@ -138,6 +138,15 @@ def _attester(kind: str, platform: str, tcti: str | None) -> Any:
 @click.option("--forward", metavar="HOST:PORT", help="Forward each client to this TCP service.")
 @click.option("--tcti", metavar="TCTI", help="TPM TCTI string (with --attester tpm).")
 @click.option(
+    "--profile",
+    type=click.Choice(["atls", "cocos"]),
+    default="atls",
+    show_default=True,
+    help="Certificate format: atls (native), cocos (Cocos' TDX extension and SHA3-512 "
+    "nonce binding, for Cocos clients). dstack certificates are issued from Python "
+    "(atls.interop.profile_issuance), since they need the TD's runtime events.",
+)
+@click.option(
     "--max-concurrent",
     default=4,
     show_default=True,
@@ -151,9 +160,12 @@ def serve_cmd(
     echo: bool,
     forward: str | None,
     tcti: str | None,
+    profile: str,
     max_concurrent: int,
 ) -> None:
     """Wrap a TCP service (or an echo service) in attested TLS."""
+    from atls.interop import profile_issuance
+
     if echo == bool(forward):
         raise click.UsageError("give exactly one of --echo or --forward HOST:PORT")
     host, port = _hostport(listen)
@@ -164,8 +176,16 @@ def serve_cmd(
             att,
             mode=mode,  # type: ignore[arg-type]
             max_concurrent=max_concurrent,
+            profile=profile_issuance(profile),
         )
-        creds.static()  # fail at start-up, not at the first client
+        # fail at start-up, not at the first client
+        if profile == "cocos":
+            # Cocos certificates always bind a client nonce: there is no static certificate
+            if mode != "fresh":
+                raise ConfigurationError("--profile cocos needs --mode fresh", code="usage.mode")
+            att.attest(bytes(64))
+        else:
+            creds.static()
     except AtlsError as e:
         err_console.print(f"[red]error:[/] {esc(str(e))}")
         sys.exit(EXIT_USAGE)
@@ -205,6 +225,16 @@ def _verifier(
     )
 
 
+def _with_demo_collateral(collateral: Collateral, allow_simulated: bool) -> Collateral:
+    """With --allow-simulated, the simulated TEE's collateral too (servers of the foreign
+    profiles do not staple theirs)."""
+    if not allow_simulated:
+        return collateral
+    from atls.testing.demo import demo_collateral
+
+    return collateral.merged(demo_collateral())
+
+
 def fetch_attestation(
     target: str, *, trust: TrustStore, collateral: Collateral, allow_simulated: bool
 ) -> Verified:
@@ -231,6 +261,14 @@ def fetch_attestation(
 @click.option("--allow-simulated", is_flag=True, help="Trust the simulated TEE's demo roots.")
 @click.option("--static", is_flag=True, help="Accept key-only binding (no client nonce).")
 @click.option(
+    "--profile",
+    type=click.Choice(["atls", "dstack", "cocos"]),
+    default="atls",
+    show_default=True,
+    help="The server's certificate format: atls (native), dstack (RA-TLS, key-only binding), "
+    "cocos (64-byte nonce in SNI).",
+)
+@click.option(
     "--json", "as_json", is_flag=True, help="Print the attestation result as JSON on stderr."
 )
 def connect_cmd(
@@ -240,19 +278,23 @@ def connect_cmd(
     collateral: tuple[str, ...],
     allow_simulated: bool,
     static: bool,
+    profile: str,
     as_json: bool,
 ) -> None:
     """Attested connection: stdin to the server, the server to stdout.
 
     Exit 1 when the attestation is rejected; then nothing from stdin was sent."""
+    from atls.interop import profile_verifier
+
     host, port = _hostport(target)
     try:
-        verifier = _verifier(
-            load_policy_option(policy_path),
-            load_trust(trust_dir, allow_simulated=allow_simulated),
-            load_collateral_option(collateral),
-            static=static,
+        verifier = profile_verifier(
+            profile,
+            policy=load_policy_option(policy_path),
+            trust=load_trust(trust_dir, allow_simulated=allow_simulated),
+            collateral=_with_demo_collateral(load_collateral_option(collateral), allow_simulated),
             allow_simulated=allow_simulated,
+            fresh=False if static else None,
         )
     except ConfigurationError as e:
         err_console.print(f"[red]error:[/] {esc(str(e))}")

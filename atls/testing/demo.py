@@ -12,9 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from atls.attest.simulated import SimulatedAttester
+from atls.collateral import Collateral
 from atls.trust import TrustStore
 
-__all__ = ["DEMO_PLATFORMS", "demo_attester", "demo_root_pems", "demo_trust_store"]
+__all__ = [
+    "DEMO_PLATFORMS",
+    "demo_attester",
+    "demo_collateral",
+    "demo_root_pems",
+    "demo_trust_store",
+]
 
 DEMO_PLATFORMS = ("snp", "tdx")
 
@@ -34,6 +41,15 @@ def demo_trust_store(platforms: Iterable[str] = DEMO_PLATFORMS) -> TrustStore:
     for platform in platforms:
         store = store.merged(demo_attester(platform).trust_store())
     return store
+
+
+def demo_collateral(platforms: Iterable[str] = DEMO_PLATFORMS) -> Collateral:
+    """The simulated hierarchies' collateral (VCEK chain and CRL; PCK CRLs, TCB info, QE
+    identity), for clients of servers that do not staple it (e.g. the Cocos profile)."""
+    out = Collateral()
+    for platform in platforms:
+        out = out.merged(demo_attester(platform).collateral())
+    return out
 
 
 def demo_root_pems() -> dict[str, bytes]:

@@ -54,10 +54,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def server():
+def server(request):
     port = _free_port()
+    extra = getattr(request, "param", [])
     proc = subprocess.Popen(
-        [*ATLS, "serve", "--listen", f"127.0.0.1:{port}", "--echo"],
+        [*ATLS, "serve", "--listen", f"127.0.0.1:{port}", "--echo", *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -105,3 +106,19 @@ def test_serve_policy_init_connect(server, tmp_path: Path):
     # simulated evidence without the explicit opt-in: refused
     r = _atls("connect", server, "--policy", str(policy), input=b"secret\n")
     assert r.returncode == 1 and r.stdout == b""
+
+
+@pytest.mark.parametrize(
+    "server", [["--profile", "cocos", "--platform", "tdx"]], indirect=True
+)
+def test_cocos_profile_end_to_end(server, tmp_path: Path):
+    # a Cocos-format server is verified by a client speaking the Cocos profile ...
+    r = _atls("connect", server, "--profile", "cocos", "--allow-simulated", input=b"hi\n")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout == b"hi\n"
+    # ... and refused by a native client (no atls evidence extension): nothing sent
+    r = _atls("connect", server, "--allow-simulated", input=b"secret\n")
+    assert r.returncode == 1 and r.stdout == b""
+    # a profile that cannot honour the requested binding is a usage error
+    r = _atls("connect", server, "--profile", "cocos", "--static", input=b"x")
+    assert r.returncode == 2
