@@ -77,6 +77,29 @@ def _render(verdict: Verdict) -> None:
 )
 @click.option("--nonce", metavar="HEX", help="Client nonce a fresh-mode certificate is bound to.")
 @click.option("--allow-simulated", is_flag=True, help="Trust the simulated TEE's demo roots.")
+@click.option(
+    "--fetch",
+    is_flag=True,
+    help="If the evidence does not verify with the collateral at hand (given, stapled), "
+    "fetch what it needs (Intel PCS/PCCS, AMD KDS; cached on disk) and verify again.",
+)
+@click.option(
+    "--pcs-url", metavar="URL", envvar="ATLS_PCS_URL", help="With --fetch: Intel PCS/PCCS base URL."
+)
+@click.option("--kds-url", metavar="URL", envvar="ATLS_KDS_URL", help="With --fetch: AMD KDS URL.")
+@click.option(
+    "--ca-bundle",
+    metavar="FILE",
+    envvar="ATLS_FETCH_CA_BUNDLE",
+    help="With --fetch: CA certificates for the connections to PCS/PCCS/KDS.",
+)
+@click.option("--cache-dir", metavar="DIR", help="With --fetch: cache directory.")
+@click.option(
+    "--allow-stale-for",
+    metavar="DURATION",
+    help="With --fetch: accept cached collateral expired at most this long ago when a "
+    "refetch fails (e.g. 12h).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def verify_cmd(
     evidence: str,
@@ -87,12 +110,33 @@ def verify_cmd(
     policy_path: str | None,
     nonce: str | None,
     allow_simulated: bool,
+    fetch: bool,
+    pcs_url: str | None,
+    kds_url: str | None,
+    ca_bundle: str | None,
+    cache_dir: str | None,
+    allow_stale_for: str | None,
     as_json: bool,
 ) -> None:
     """Verify EVIDENCE (raw report/quote, its hex or base64 text, or an attested certificate).
 
-    Exit 0 accepted, 1 rejected, 2 usage or configuration error."""
+    Exit 0 accepted, 1 rejected (also: --fetch could not get collateral), 2 usage or
+    configuration error."""
+    from click.core import ParameterSource
+
+    from atls.cli.collateral import fetch_for_verification, parse_duration
+    from atls.errors import CollateralUnavailableError, UnsupportedEvidenceError
+
     try:
+        ctx = click.get_current_context()
+        given = [
+            f"--{n.replace('_', '-')}"
+            for n in ("pcs_url", "kds_url", "ca_bundle", "cache_dir", "allow_stale_for")
+            if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE
+        ]
+        if given and not fetch:
+            raise ConfigurationError(f"{', '.join(given)} need(s) --fetch", code="usage.fetch")
+        stale = parse_duration(allow_stale_for) if allow_stale_for else None
         data = read_evidence(evidence)
         coll = load_collateral_option(collateral)
         trust = load_trust(
@@ -114,12 +158,52 @@ def verify_cmd(
         allow_simulated=allow_simulated,
         nonce=nonce_bytes,
     )
+    fetched_from: list[str] | None = None
+    if fetch and not verdict.authentic:
+        # fetch on demand: only when what is at hand does not authenticate the evidence
+        try:
+            fetched = fetch_for_verification(
+                data,
+                pcs_url=pcs_url,
+                kds_url=kds_url,
+                ca_bundle=ca_bundle,
+                cache_dir=cache_dir,
+                allow_stale_for=stale,
+                at=when,
+            )
+        except (CollateralUnavailableError, UnsupportedEvidenceError) as e:
+            verdict.errors.append(e)
+        except ConfigurationError as e:
+            err_console.print(f"[red]error:[/] {esc(str(e))}")
+            sys.exit(EXIT_USAGE)
+        else:
+            coll = coll.merged(fetched)
+            trust = load_trust(
+                trust_dir, allow_simulated=allow_simulated, found_in=input_certificates(data, coll)
+            )
+            verdict = judge(
+                data,
+                trust=trust,
+                collateral=coll,
+                at=when,
+                policy=policy,
+                platform=platform,
+                allow_simulated=allow_simulated,
+                nonce=nonce_bytes,
+            )
+            fetched_from = list(fetched.sources)
     if verdict.verified is not None and verdict.verified.simulated:
         simulated_banner()
     if as_json:
-        print_json(verdict.to_json())
+        out = verdict.to_json()
+        if fetch:
+            out["collateral_fetched"] = fetched_from or []
+        print_json(out)
     else:
         _render(verdict)
+        for src in fetched_from or []:
+            style = "bold yellow" if src.startswith(("stale-cache:", "stale:")) else "dim"
+            err_console.print(f"[{style}]collateral:[/] {esc(src)}")
     sys.exit(EXIT_ACCEPTED if verdict.accepted else EXIT_REJECTED)
 
 

@@ -40,7 +40,21 @@ from atls.errors import (
     UnsupportedEvidenceError,
 )
 
-__all__ = ["collateral_group", "describe_collateral", "parse_duration"]
+__all__ = [
+    "ENV_FETCH_CA_BUNDLE",
+    "ENV_KDS_URL",
+    "ENV_PCS_URL",
+    "collateral_group",
+    "describe_collateral",
+    "fetch_for_verification",
+    "parse_duration",
+]
+
+#: Environment defaults of the fetch options of ``atls verify --fetch`` (a PCCS, a mirror,
+#: or a test double on loopback).
+ENV_PCS_URL = "ATLS_PCS_URL"
+ENV_KDS_URL = "ATLS_KDS_URL"
+ENV_FETCH_CA_BUNDLE = "ATLS_FETCH_CA_BUNDLE"
 
 EXIT_UNAVAILABLE = 1
 
@@ -210,6 +224,47 @@ def _plan_for_candidates(fetcher: CollateralFetcher, candidates: list[bytes]) ->
         except UnsupportedEvidenceError:
             continue
     return plan_for_evidence(fetcher, candidates[-1])
+
+
+def _evidence_in(data: bytes) -> bytes:
+    """The raw evidence: ``data`` itself, or the evidence extension of an attested
+    certificate (its stapled collateral is used by the verifier anyway)."""
+    from atls.pipeline import parse_certificate
+    from atls.x509ext import EVIDENCE_OID, decode_evidence
+
+    if not data.startswith(b"\x30"):
+        return data
+    try:
+        parsed = parse_certificate(data)
+    except AtlsError:
+        return data
+    raw = parsed.extension(EVIDENCE_OID)
+    return data if raw is None else decode_evidence(raw).evidence
+
+
+def fetch_for_verification(
+    data: bytes,
+    *,
+    pcs_url: str | None,
+    kds_url: str | None,
+    ca_bundle: str | None,
+    cache_dir: str | None,
+    allow_stale_for: _dt.timedelta | None,
+    at: _dt.datetime,
+) -> Collateral:
+    """What the evidence in ``data`` (raw, or inside an attested certificate) needs, from
+    the cache while it is fresh at ``at``, else from Intel PCS/PCCS or AMD KDS.
+
+    Raises :class:`CollateralUnavailableError`, or :class:`UnsupportedEvidenceError` when
+    the evidence does not say what it needs (e.g. an SNP report version 2)."""
+    evidence = _evidence_in(data)
+    with CollateralFetcher(
+        pcs_url=pcs_url,
+        kds_url=kds_url,
+        cache=CollateralCache(cache_dir) if cache_dir else True,
+        verify=ca_bundle,
+    ) as fetcher:
+        return fetcher.collateral_for_evidence(evidence, at=at, allow_stale_for=allow_stale_for)
 
 
 class _ProgressView:
