@@ -107,8 +107,25 @@ def load_policy_option(path: str | None) -> Policy:
     return Policy.default() if path is None else load_policy(path)
 
 
-def load_collateral_option(paths: Sequence[str]) -> Collateral:
-    return load_collateral(paths) if paths else Collateral()
+def load_collateral_option(paths: Sequence[str], trust_dir: str | None = None) -> Collateral:
+    """``--collateral`` inputs, plus the intermediate certificates (ASK/ASVK, ...) that
+    ``atls trust fetch`` saved in the trust directory (``--trust-dir`` or the default one).
+    Intermediates are collateral, not anchors: verifiers still chain them to a pinned root."""
+    coll = load_collateral(paths) if paths else Collateral()
+    d = Path(trust_dir) if trust_dir is not None else default_trust_dir()
+    if d.is_dir():
+        from atls.trust._store import _self_issued
+
+        certs = [
+            der
+            for f in sorted(d.iterdir())
+            if f.is_file() and f.stat().st_size <= 1 << 20
+            for der in split_certificates(f.read_bytes())
+            if not _self_issued(der)
+        ]
+        if certs:
+            coll = coll.merged(Collateral(tuple(certs), sources=(str(d),)))
+    return coll
 
 
 def read_evidence(path: str) -> bytes:

@@ -292,7 +292,9 @@ def connect_cmd(
             profile,
             policy=load_policy_option(policy_path),
             trust=load_trust(trust_dir, allow_simulated=allow_simulated),
-            collateral=_with_demo_collateral(load_collateral_option(collateral), allow_simulated),
+            collateral=_with_demo_collateral(
+                load_collateral_option(collateral, trust_dir), allow_simulated
+            ),
             allow_simulated=allow_simulated,
             fresh=False if static else None,
         )

@@ -67,7 +67,7 @@ def secretvm_verify(url: str, registry: str | None, compose: str | None,
     if parts.scheme != "https" or not parts.hostname:
         raise click.BadParameter("expected https://HOST[:PORT]", param_hint="URL")
     try:
-        coll = load_collateral_option(collateral)
+        coll = load_collateral_option(collateral, trust_dir)
         policy = load_policy_option(policy_path)
         when = parse_at(at)
         rows = load_registry(Path(registry).read_text()) if registry else None

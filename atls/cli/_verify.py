@@ -138,7 +138,7 @@ def verify_cmd(
             raise ConfigurationError(f"{', '.join(given)} need(s) --fetch", code="usage.fetch")
         stale = parse_duration(allow_stale_for) if allow_stale_for else None
         data = read_evidence(evidence)
-        coll = load_collateral_option(collateral)
+        coll = load_collateral_option(collateral, trust_dir)
         trust = load_trust(
             trust_dir, allow_simulated=allow_simulated, found_in=input_certificates(data, coll)
         )
@@ -287,7 +287,7 @@ def policy_init(
         return
     assert source is not None
     try:
-        coll = load_collateral_option(collateral)
+        coll = load_collateral_option(collateral, trust_dir)
         when = parse_at(at)
         if Path(source).exists():
             data = read_evidence(source)

@@ -69,3 +69,15 @@ def test_simulated_root_in_inputs_is_not_trusted():
     assert len(TrustStore.pinned_among([sim])) == 0
     with pytest.raises(ConfigurationError):
         TrustStore.from_certificates([sim])
+
+
+def test_trust_dir_intermediates_are_collateral(vectors, tmp_path):
+    # `atls trust fetch` saves the ARK and the ASK: the ASK is used as collateral
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / "milan.pem").write_bytes((vectors / "snp/go-sev-guest/ask_ark_milan.pem").read_bytes())
+    ms = vectors / "snp/ms-tee-attestation-verification"
+    code, out = _verify(str(ms / "milan_attestation_report.bin"), "--trust-dir", str(trust),
+                        "--collateral", str(ms / "milan_vcek.pem"), "--at", "2026-03-01")
+    assert code == 0, out["errors"]
+    assert out["trust_root"] == "amd-ark-milan"
