@@ -46,6 +46,7 @@ __all__ = [
     "IntelVector",
     "RecordedRequest",
     "add_amd_vectors",
+    "add_fake_intel",
     "add_intel_vectors",
     "make_test_crl",
 ]
@@ -596,6 +597,43 @@ def _window(
         if c.next_update_utc is not None:
             ends.append(c.next_update_utc)
     return max(starts), min(ends)
+
+
+def _pem_chain(ders: Iterable[bytes]) -> bytes:
+    return b"".join(_pem_cert(d) for d in ders)
+
+
+def add_fake_intel(
+    server: FakeVendorServer, fake: object, *, tee: str = "tdx", **knobs: object
+) -> str:
+    """Serve the collateral of an :class:`atls.testing.tdx.FakeIntel` (its TCB info, QE
+    identity, PCK CRL and root CA CRL, ``knobs`` as for ``FakeIntel.collateral``) the way
+    PCS does; returns the FMSPC it is served under. Simulated: trusted nowhere by default."""
+    from atls.testing.tdx import FakeIntel
+
+    if not isinstance(fake, FakeIntel):
+        raise TypeError("fake must be an atls.testing.tdx.FakeIntel")
+    c = fake.collateral(tee=tee, issuer_chains=True, **knobs)  # type: ignore[arg-type]
+    (tcb,) = c.documents_of(f"{tee}-tcb-info")
+    (qe,) = c.documents_of(f"{tee}-qe-identity")
+    root_crl, pck_crl = c.crls
+    fmspc = str(json.loads(tcb.body)["fmspc"]).lower()
+    server.add_intel_tcb_info(
+        tee=tee,
+        fmspc=fmspc,
+        body=_pcs_body("tcbInfo", tcb.body.decode("utf-8"), tcb.signature.hex()),
+        issuer_chain_pem=_pem_chain(tcb.issuer_chain),
+    )
+    server.add_intel_qe_identity(
+        tee=tee,
+        body=_pcs_body("enclaveIdentity", qe.body.decode("utf-8"), qe.signature.hex()),
+        issuer_chain_pem=_pem_chain(qe.issuer_chain),
+    )
+    server.add_intel_pck_crl(
+        ca=fake.ca, der=pck_crl, issuer_chain_pem=_pem_chain((fake.pck_ca_der, fake.root_der))
+    )
+    server.set_intel_root_ca_crl(root_crl)
+    return fmspc
 
 
 def add_intel_vectors(server: FakeVendorServer, vectors: Path, name: str) -> IntelVector:

@@ -349,3 +349,48 @@ def test_set_collateral_is_used_from_the_next_certificate_on() -> None:
     after = creds.select(_sni(2))
     assert _stapled(before.certificate).crls and not _stapled(after.certificate).crls
     assert creds.collateral_refreshes == 1
+
+
+# ---- a staple fetched from (fake) Intel PCS -------------------------------------------
+
+
+async def test_tdx_server_staples_collateral_fetched_from_pcs(tmp_path: Path) -> None:
+    """A TDX guest's attester has no TCB info, QE identity or CRLs of its own: the server
+    fetches them once at start-up (fetching_source, through its cache) and staples them; a
+    client with nothing verifies; handshakes make no further requests."""
+    from atls.collateral.cache import CollateralCache
+    from atls.collateral.fetch import CollateralFetcher
+    from atls.collateral.staple import fetching_source
+    from atls.testing.fake_pcs import FakeVendorServer, add_fake_intel
+
+    att = SimulatedAttester("tdx")
+    with FakeVendorServer() as pcs:
+        add_fake_intel(pcs, att.hierarchy)
+        fetcher = CollateralFetcher(
+            pcs_url=pcs.base_url,
+            cache=CollateralCache(tmp_path / "server-cache"),
+            verify=pcs.ca_file,
+        )
+        with fetcher:
+            creds = AttestedCredentials(
+                att,
+                mode="fresh",
+                collateral_source=fetching_source(att, fetcher, include_attester=False),
+            )
+        assert len(pcs.requests) == 4
+        stapled = creds.stapled_collateral
+        assert stapled is not None
+        assert {d.kind for d in stapled.documents} == {"tdx-tcb-info", "tdx-qe-identity"}
+        assert len(stapled.crls) == 2 and att.hierarchy.pck_ca_der in stapled.certificates
+        rec = Recorder()
+        async with trio.open_nursery() as n:
+            port = await _serve(n, creds, rec)
+            for _ in range(2):
+                s = await open_attested_stream("127.0.0.1", port, verifier=_client(att, fresh=True))
+                async with s:
+                    assert s.attestation is not None
+                    assert s.attestation.verified.tcb_status == "UpToDate"
+                    await s.send_all(b"x")
+                    assert await s.receive_some() == b"x"
+            n.cancel_scope.cancel()
+        assert len(pcs.requests) == 4 and creds.collateral_refreshes == 1
