@@ -399,9 +399,12 @@ def judge(
     allow_simulated: bool = False,
     nonce: bytes = b"",
     formats: Mapping[str, EvidenceFormat] | None = None,
+    event_log: bytes | None = None,
 ) -> Verdict:
     """Verify raw evidence or an attested certificate (DER) and evaluate the policy.
 
+    ``event_log`` (TDX: a dstack JSON log or a CCEL) must replay to the verified RTMRs;
+    its facts then join the claims (:func:`atls.evidence.eventlog.with_event_log`).
     Never raises an :class:`AttestationError`: failures are collected in the verdict.
     """
     formats = builtin_formats(policy) if formats is None else formats
@@ -431,6 +434,11 @@ def judge(
             )
         verdict.platform = verified.platform
         verdict.verified = verified
+        if event_log is not None:
+            from atls.evidence.eventlog import with_event_log
+
+            verified = with_event_log(verified, event_log)
+            verdict.verified = verified
         verdict.accepted = policy.evaluate(verified, binding=binding)
         if not binding:
             verdict.notes.append(

@@ -57,6 +57,17 @@ def _render(verdict: Verdict) -> None:
         out.print(f"[red]error[/] {e.code}: {esc(e.message)}")
 
 
+def _read_limited(path: str, what: str, limit: int = 16 << 20) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise ConfigurationError(f"{what} {path}: {e.strerror}", code="usage.file") from e
+    if len(data) > limit:
+        raise ConfigurationError(f"{what} {path} is larger than 16 MiB", code="usage.file")
+    return data
+
+
 @click.command("verify")
 @click.argument("evidence")
 @click.option("--platform", type=click.Choice(PLATFORMS), default="auto", show_default=True)
@@ -77,6 +88,12 @@ def _render(verdict: Verdict) -> None:
 )
 @click.option("--nonce", metavar="HEX", help="Client nonce a fresh-mode certificate is bound to.")
 @click.option("--allow-simulated", is_flag=True, help="Trust the simulated TEE's demo roots.")
+@click.option(
+    "--event-log",
+    metavar="FILE",
+    help="TDX: a dstack JSON event log (or GetQuote response) or a CCEL log that must replay "
+    "to the quote's RTMR0-3; its runtime events become claims ([tdx] events).",
+)
 @click.option(
     "--fetch",
     is_flag=True,
@@ -110,6 +127,7 @@ def verify_cmd(
     policy_path: str | None,
     nonce: str | None,
     allow_simulated: bool,
+    event_log: str | None,
     fetch: bool,
     pcs_url: str | None,
     kds_url: str | None,
@@ -145,6 +163,7 @@ def verify_cmd(
         policy = load_policy_option(policy_path)
         when = parse_at(at)
         nonce_bytes = bytes.fromhex(nonce) if nonce else b""
+        log = _read_limited(event_log, "event log") if event_log else None
     except (ConfigurationError, ValueError) as e:
         err_console.print(f"[red]error:[/] {esc(str(e))}")
         sys.exit(EXIT_USAGE)
@@ -157,6 +176,7 @@ def verify_cmd(
         platform=platform,
         allow_simulated=allow_simulated,
         nonce=nonce_bytes,
+        event_log=log,
     )
     fetched_from: list[str] | None = None
     if fetch and not verdict.authentic:
@@ -190,6 +210,7 @@ def verify_cmd(
                 platform=platform,
                 allow_simulated=allow_simulated,
                 nonce=nonce_bytes,
+                event_log=log,
             )
             fetched_from = list(fetched.sources)
     if verdict.verified is not None and verdict.verified.simulated:

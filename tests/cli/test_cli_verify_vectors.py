@@ -81,3 +81,32 @@ def test_trust_dir_intermediates_are_collateral(vectors, tmp_path):
                         "--collateral", str(ms / "milan_vcek.pem"), "--at", "2026-03-01")
     assert code == 0, out["errors"]
     assert out["trust_root"] == "amd-ark-milan"
+
+
+def test_dstack_event_log_becomes_claims_the_policy_pins(vectors, tmp_path):
+    import json as _json
+
+    report = vectors / "tdx/dstack/quote-report.json"
+    quote = tmp_path / "quote.hex"
+    quote.write_text(_json.loads(report.read_text())["quote"])
+    coll = str(vectors / "tdx/dcap-qvl/tdx_quote_outdated_collateral.json")
+    at = "2026-02-18T10:58:52Z"
+    code, out = _verify(str(quote), "--collateral", coll, "--at", at, "--event-log", str(report))
+    assert code == 0, out["errors"]
+    compose = out["claims"]["events"]["compose-hash"]
+    policy = tmp_path / "p.toml"
+    policy.write_text(f'version = 1\nname = "app"\n[tdx.events]\ncompose-hash = "{compose}"\n')
+    args = ["--collateral", coll, "--at", at, "--policy", str(policy)]
+    code, out = _verify(str(quote), *args, "--event-log", str(report))
+    assert code == 0, out["errors"]
+    # without the log the events rule cannot be met: rejected, and it says why
+    code, out = _verify(str(quote), *args)
+    assert code == 1 and out["authentic"] is True
+    assert out["errors"][0]["code"] == "policy"
+    # a log of another machine does not replay to this quote
+    other = tmp_path / "other.json"
+    log = _json.loads(_json.loads(report.read_text())["event_log"])
+    log[0]["digest"] = "11" * 48
+    other.write_text(_json.dumps(log))
+    code, out = _verify(str(quote), *args, "--event-log", str(other))
+    assert code == 1 and out["errors"][0]["code"] == "eventlog.replay_mismatch"
