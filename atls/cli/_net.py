@@ -235,6 +235,47 @@ def _with_demo_collateral(collateral: Collateral, allow_simulated: bool) -> Coll
     return collateral.merged(demo_collateral())
 
 
+def _secretvm_verifier(
+    host: str,
+    attestation_port: int,
+    policy_path: str | None,
+    trust_dir: str | None,
+    collateral: tuple[str, ...],
+    allow_simulated: bool,
+    ca_file: str | None,
+) -> Any:
+    """Verify the SecretVM's quote over one connection to its attestation port, then return
+    a verifier that accepts only a server presenting the attested key."""
+    import datetime as _dt
+
+    from atls.cli._secretvm import attest_secretvm
+    from atls.interop.secretvm import SecretVmKeyVerifier
+
+    try:
+        res = attest_secretvm(
+            host,
+            attestation_port,
+            trust_dir=trust_dir,
+            collateral=collateral,
+            policy_path=policy_path,
+            at=_dt.datetime.now(_dt.UTC),
+            allow_simulated=allow_simulated,
+            ca_file=ca_file,
+        )
+    except ConfigurationError as e:
+        err_console.print(f"[red]error:[/] {esc(str(e))}")
+        sys.exit(EXIT_USAGE if e.code.startswith("usage") else EXIT_REJECTED)
+    except AtlsError as e:
+        err_console.print(f"[red]atls: rejected:[/] {e.code}: {esc(e.message)}")
+        sys.exit(EXIT_REJECTED)
+    accepted = res.verdict.accepted
+    if accepted is None:
+        for err in res.verdict.errors:
+            err_console.print(f"[red]atls: rejected:[/] {err.code}: {esc(err.message)}")
+        sys.exit(EXIT_REJECTED)
+    return SecretVmKeyVerifier(accepted, res.spki_der, server_name=host)
+
+
 def fetch_attestation(
     target: str, *, trust: TrustStore, collateral: Collateral, allow_simulated: bool
 ) -> Verified:
@@ -262,11 +303,23 @@ def fetch_attestation(
 @click.option("--static", is_flag=True, help="Accept key-only binding (no client nonce).")
 @click.option(
     "--profile",
-    type=click.Choice(["atls", "dstack", "cocos"]),
+    type=click.Choice(["atls", "dstack", "cocos", "secretvm"]),
     default="atls",
     show_default=True,
     help="The server's certificate format: atls (native), dstack (RA-TLS, key-only binding), "
-    "cocos (64-byte nonce in SNI).",
+    "cocos (64-byte nonce in SNI), secretvm (quote from the attestation port, bound to the key "
+    "the server then has to present).",
+)
+@click.option(
+    "--attestation-port",
+    default=29343,
+    show_default=True,
+    help="With --profile secretvm: the VM's attestation port on the same host.",
+)
+@click.option(
+    "--ca-file",
+    metavar="PEM",
+    help="With --profile secretvm: CA bundle for the attestation port's certificate.",
 )
 @click.option(
     "--json", "as_json", is_flag=True, help="Print the attestation result as JSON on stderr."
@@ -279,6 +332,8 @@ def connect_cmd(
     allow_simulated: bool,
     static: bool,
     profile: str,
+    attestation_port: int,
+    ca_file: str | None,
     as_json: bool,
 ) -> None:
     """Attested connection: stdin to the server, the server to stdout.
@@ -287,8 +342,15 @@ def connect_cmd(
     from atls.interop import profile_verifier
 
     host, port = _hostport(target)
+    verifier: Any
+    if profile == "secretvm":
+        verifier = _secretvm_verifier(
+            host, attestation_port, policy_path, trust_dir, collateral, allow_simulated, ca_file
+        )
+    else:
+        verifier = None
     try:
-        verifier = profile_verifier(
+        verifier = verifier or profile_verifier(
             profile,
             policy=load_policy_option(policy_path),
             trust=load_trust(trust_dir, allow_simulated=allow_simulated),
@@ -320,22 +382,32 @@ def connect_cmd(
             import json
 
             click.echo(json.dumps({"verdict": "accepted", **accepted.to_json()}), err=True)
-        async with stream:
+        broken: list[str] = []
+        try:
+            async with stream:
 
-            async def pump_in() -> None:
-                while True:
-                    data = await trio.to_thread.run_sync(_read_stdin, 65536, abandon_on_cancel=True)
-                    if not data:
-                        await stream.send_eof()
-                        return
-                    await stream.send_all(data)
+                async def pump_in() -> None:
+                    while True:
+                        data = await trio.to_thread.run_sync(
+                            _read_stdin, 65536, abandon_on_cancel=True
+                        )
+                        if not data:
+                            await stream.send_eof()
+                            return
+                        await stream.send_all(data)
 
-            async with trio.open_nursery() as n:
-                n.start_soon(pump_in)
-                while data := await stream.receive_some():
-                    sys.stdout.buffer.write(data)
-                    sys.stdout.buffer.flush()
-                n.cancel_scope.cancel()
+                async with trio.open_nursery() as n:
+                    n.start_soon(pump_in)
+                    while data := await stream.receive_some():
+                        sys.stdout.buffer.write(data)
+                        sys.stdout.buffer.flush()
+                    n.cancel_scope.cancel()
+        except* (trio.BrokenResourceError, trio.ClosedResourceError) as eg:
+            # e.g. the peer closed without close_notify: the output may be truncated
+            broken.append(str(eg.exceptions[0]))
+        if broken:
+            err_console.print(f"[red]atls: connection broken:[/] {esc(broken[0])}")
+            return EXIT_REJECTED
         return 0
 
     sys.exit(trio.run(run))

@@ -19,17 +19,24 @@ import io
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from atls.errors import ConfigurationError, EvidenceParseError, Violation
+from atls.errors import ConfigurationError, EvidenceParseError, VerificationError, Violation
+
+if TYPE_CHECKING:
+    import datetime as _dt
+
+    from atls.policy import Accepted
 
 __all__ = [
     "ATTESTATION_PORT",
     "RegistryRow",
+    "SecretVmKeyVerifier",
     "check_secretvm_binding",
     "extract_cpu_evidence",
     "load_registry",
     "match_registry",
+    "select_registry_row",
 ]
 
 ATTESTATION_PORT = 29343
@@ -159,3 +166,92 @@ def match_registry(
             f"mr_td {have[0][:16]}..., no matching row",
         )
     ]
+
+
+class SecretVmKeyVerifier:
+    """The client verifier of a connection to a SecretVM service whose key was attested
+    beforehand (``atls secretvm verify`` / ``atls connect --profile secretvm``).
+
+    SecretVM binds its quote to the VM's TLS key (``report_data[0:32] = SHA-256(SPKI)``) and
+    serves the same CA-issued certificate on its application ports. Once the quote has been
+    verified and bound to that key over one connection, any further connection is accepted
+    only if the server proves possession of exactly that key (the TLS handshake does) and its
+    certificate is within its validity period; the CA that issued it is irrelevant.
+    """
+
+    nonce_size = 0
+
+    def __init__(self, accepted: Accepted, spki_der: bytes, *, server_name: str | None) -> None:
+        self.accepted = accepted
+        self.spki_der = bytes(spki_der)
+        self._server_name = server_name
+
+    def server_name(self, nonce: bytes) -> str | None:
+        return self._server_name
+
+    def verify_certificate(
+        self, cert_der: bytes, *, nonce: bytes, at: _dt.datetime, chain: tuple[bytes, ...] = ()
+    ) -> Accepted:
+        from cryptography import x509
+
+        from atls.pipeline import _spki_of
+
+        try:
+            cert = x509.load_der_x509_certificate(cert_der)
+        except ValueError as e:
+            raise VerificationError(
+                f"peer certificate does not parse: {e}", code="cert.parse"
+            ) from e
+        if not hmac.compare_digest(_spki_of(cert_der), self.spki_der):
+            raise VerificationError(
+                "the server's key is not the key the SecretVM quote is bound to",
+                code="secretvm.key_mismatch",
+            )
+        if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+            raise VerificationError(
+                f"peer certificate is not valid at {at.isoformat()}", code="cert.validity"
+            )
+        return self.accepted
+
+
+def select_registry_row(
+    claims: Mapping[str, Any], rows: Iterable[RegistryRow], compose: bytes | None
+) -> tuple[tuple[RegistryRow, ...], list[Violation]]:
+    """The registry rows that explain the verified claims.
+
+    MRTD and RTMR0..2 select the candidate rows (many templates/versions share them). With
+    the ``compose`` file, RTMR3 must be the replay of SHA-256(compose) and the row's
+    ``rootfs_data``, which leaves the row(s) whose root filesystem this VM runs; without it
+    RTMR3 is not checked and every candidate is returned."""
+    from atls.measure.secretvm import secretvm_rtmr3
+
+    have = tuple(str(claims.get(k, "")).lower() for k in ("mr_td", "rtmr0", "rtmr1", "rtmr2"))
+    candidates = tuple(r for r in rows if (r.mr_td, r.rtmr0, r.rtmr1, r.rtmr2) == have)
+    if not candidates:
+        return (), [
+            Violation(
+                "secretvm.registry",
+                "MRTD and RTMR0-2 of a registry row",
+                f"mr_td {have[0][:16]}..., no matching row",
+            )
+        ]
+    if compose is None:
+        return candidates, []
+    rtmr3 = str(claims.get("rtmr3", "")).lower()
+    matched = []
+    for r in candidates:
+        try:
+            rootfs = bytes.fromhex(r.rootfs_data)
+        except ValueError:
+            continue
+        if secretvm_rtmr3(compose, rootfs).hex() == rtmr3:
+            matched.append(r)
+    if not matched:
+        return (), [
+            Violation(
+                "rtmr3",
+                f"the compose file on the rootfs of one of {len(candidates)} registry rows",
+                rtmr3,
+            )
+        ]
+    return tuple(matched), []
