@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -25,8 +27,11 @@ from atls.cli._common import (
     read_evidence,
     simulated_banner,
 )
+from atls.collateral import Collateral
 from atls.errors import AttestationError, ConfigurationError, HandshakeError
 from atls.pipeline import Verdict, judge
+from atls.policy import Policy
+from atls.trust import TrustStore
 
 __all__ = ["inspect_cmd", "policy_group", "verify_cmd"]
 
@@ -55,6 +60,56 @@ def _render(verdict: Verdict) -> None:
             out.print(f"[yellow]not checked:[/] {esc(u)}")
     for e in verdict.errors:
         out.print(f"[red]error[/] {e.code}: {esc(e.message)}")
+
+
+def _verify_profile(
+    profile: str,
+    data: bytes,
+    policy: Policy,
+    trust: TrustStore,
+    coll: Collateral,
+    when: _dt.datetime,
+    nonce: bytes,
+    allow_simulated: bool,
+    as_json: bool,
+) -> NoReturn:
+    """``atls verify --profile dstack|cocos CERT``: the profile's own client verifier on the
+    certificate, as in a handshake (``--at`` is the handshake time)."""
+    from atls.errors import AtlsError
+    from atls.interop import profile_verifier
+
+    verdict = Verdict(platform=None)
+    try:
+        verifier = profile_verifier(
+            profile, policy=policy, trust=trust, collateral=coll, allow_simulated=allow_simulated
+        )
+        accepted = verifier.verify_certificate(data, nonce=nonce, at=when)
+        if accepted is None:  # pragma: no cover - only plain-TLS baselines return None
+            raise ConfigurationError("the profile attested nothing", code="usage.profile")
+        verdict.platform = accepted.platform
+        verdict.verified = accepted.verified
+        verdict.accepted = accepted
+    except ConfigurationError as e:
+        err_console.print(f"[red]error:[/] {esc(str(e))}")
+        sys.exit(EXIT_USAGE)
+    except AtlsError as e:
+        verdict.errors.append(e)
+    if verdict.verified is not None and verdict.verified.simulated:
+        simulated_banner()
+    if as_json:
+        out = verdict.to_json()
+        out["profile"] = profile
+        if verdict.accepted is not None:
+            # a profile's Accepted may add attested claims (dstack: the replayed events)
+            # and issuer-asserted values, which are kept apart from the claims
+            extra = verdict.accepted.to_json()
+            out["claims"] = extra["claims"]
+            if "issuer_asserted" in extra:
+                out["issuer_asserted"] = extra["issuer_asserted"]
+        print_json(out)
+    else:
+        _render(verdict)
+    sys.exit(EXIT_ACCEPTED if verdict.accepted else EXIT_REJECTED)
 
 
 def _read_limited(path: str, what: str, limit: int = 16 << 20) -> bytes:
@@ -88,6 +143,14 @@ def _read_limited(path: str, what: str, limit: int = 16 << 20) -> bytes:
 )
 @click.option("--nonce", metavar="HEX", help="Client nonce a fresh-mode certificate is bound to.")
 @click.option("--allow-simulated", is_flag=True, help="Trust the simulated TEE's demo roots.")
+@click.option(
+    "--profile",
+    type=click.Choice(["atls", "dstack", "cocos"]),
+    default="atls",
+    show_default=True,
+    help="For a certificate: its format (atls native, dstack RA-TLS, Cocos; Cocos needs "
+    "--nonce, the 64-byte client nonce).",
+)
 @click.option(
     "--event-log",
     metavar="FILE",
@@ -127,6 +190,7 @@ def verify_cmd(
     policy_path: str | None,
     nonce: str | None,
     allow_simulated: bool,
+    profile: str,
     event_log: str | None,
     fetch: bool,
     pcs_url: str | None,
@@ -157,6 +221,10 @@ def verify_cmd(
         stale = parse_duration(allow_stale_for) if allow_stale_for else None
         data = read_evidence(evidence)
         coll = load_collateral_option(collateral, trust_dir)
+        if allow_simulated:  # the simulated TEE's collateral is as public as its roots
+            from atls.testing.demo import demo_collateral
+
+            coll = coll.merged(demo_collateral())
         trust = load_trust(
             trust_dir, allow_simulated=allow_simulated, found_in=input_certificates(data, coll)
         )
@@ -167,6 +235,12 @@ def verify_cmd(
     except (ConfigurationError, ValueError) as e:
         err_console.print(f"[red]error:[/] {esc(str(e))}")
         sys.exit(EXIT_USAGE)
+    if profile != "atls":
+        if fetch or log is not None:
+            err_console.print("[red]error:[/] --fetch and --event-log apply to --profile atls")
+            sys.exit(EXIT_USAGE)
+        _verify_profile(profile, data, policy, trust, coll, when, nonce_bytes, allow_simulated,
+                        as_json)  # fmt: skip
     verdict = judge(
         data,
         trust=trust,
