@@ -114,6 +114,10 @@ def _load(der: bytes, what: str) -> _Cert:
             code="tpm.ak_cert.parse",
         )
     try:
+        if _asn1_x509.Certificate.load(der).serial_number <= 0:
+            # RFC 5280 requires a positive serial; cryptography will soon refuse to load one
+            # (AMD's VCEKs, which may share a collateral bundle with TPM chains, use 0)
+            raise ValueError("serial number is not positive")
         cert = x509.load_der_x509_certificate(der)
         _ = cert.extensions  # parse them now: malformed extensions are parse errors
         _ = cert.public_key()  # and the key: an unknown or invalid key is a parse error
