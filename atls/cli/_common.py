@@ -30,6 +30,7 @@ __all__ = [
     "parse_at",
     "print_json",
     "read_evidence",
+    "read_limited",
     "simulated_banner",
 ]
 
@@ -126,6 +127,18 @@ def load_collateral_option(paths: Sequence[str], trust_dir: str | None = None) -
         if certs:
             coll = coll.merged(Collateral(tuple(certs), sources=(str(d),)))
     return coll
+
+
+def read_limited(path: str, what: str, limit: int = MAX_INPUT) -> bytes:
+    """The bytes of a local input file, with a size cap; errors are usage errors."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise ConfigurationError(f"{what} {path}: {e.strerror}", code="usage.file") from e
+    if len(data) > limit:
+        raise ConfigurationError(f"{what} {path} is larger than {limit} bytes", code="usage.file")
+    return data
 
 
 def read_evidence(path: str) -> bytes:

@@ -13,23 +13,10 @@ from typing import Any
 import click
 from rich.markup import escape as esc
 
-from atls.cli._common import EXIT_USAGE, err_console
+from atls.cli._common import EXIT_USAGE, err_console, read_limited
 from atls.errors import ConfigurationError
 
 __all__ = ["policy_import"]
-
-_MAX = 1 << 20
-
-
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX + 1)
-    except OSError as e:
-        raise ConfigurationError(f"{path}: {e.strerror}", code="usage.file") from e
-    if len(data) > _MAX:
-        raise ConfigurationError(f"{path}: larger than 1 MiB", code="usage.file")
-    return data
 
 
 def rattestation_policy(text: bytes) -> tuple[dict[str, Any], list[str]]:
@@ -53,23 +40,38 @@ def rattestation_policy(text: bytes) -> tuple[dict[str, Any], list[str]]:
             "or trust its CA"
         )
     if cfg.verify_containers:
-        dropped.append(f"verify_containers (PCR {cfg.container_pcr}): container measurements "
-                       "are checked only through the PCR values above")
+        dropped.append(
+            f"verify_containers (PCR {cfg.container_pcr}): container measurements "
+            "are checked only through the PCR values above"
+        )
     return section, dropped
 
 
 @click.command("import")
-@click.option("--rattestation", "rattestation", metavar="FILE",
-              help="GyroidOS rattestation.conf (expected TPM PCR values).")
-@click.option("--cocos", "cocos", metavar="FILE",
-              help="Cocos attestation policy JSON (SEV-SNP).")
-@click.option("--ignore", "ignore", multiple=True, metavar="FIELD",
-              help="With --cocos: a field (dotted, e.g. pcr_values, policy.minimum_build) whose "
-              "check you knowingly give up; without it such a field is an error. Repeatable.")
+@click.option(
+    "--rattestation",
+    "rattestation",
+    metavar="FILE",
+    help="GyroidOS rattestation.conf (expected TPM PCR values).",
+)
+@click.option("--cocos", "cocos", metavar="FILE", help="Cocos attestation policy JSON (SEV-SNP).")
+@click.option(
+    "--ignore",
+    "ignore",
+    multiple=True,
+    metavar="FIELD",
+    help="With --cocos: a field (dotted, e.g. pcr_values, policy.minimum_build) whose "
+    "check you knowingly give up; without it such a field is an error. Repeatable.",
+)
 @click.option("-o", "--output", required=True, metavar="FILE")
 @click.option("--name", default=None, help="Policy name (default: the source file name).")
-def policy_import(rattestation: str | None, cocos: str | None, ignore: tuple[str, ...],
-                  output: str, name: str | None) -> None:
+def policy_import(
+    rattestation: str | None,
+    cocos: str | None,
+    ignore: tuple[str, ...],
+    output: str,
+    name: str | None,
+) -> None:
     """Write an atls policy from a GyroidOS rattestation.conf or a Cocos policy JSON.
 
     Whatever the source requires that an atls policy cannot check is an error (Cocos) or is
@@ -83,7 +85,7 @@ def policy_import(rattestation: str | None, cocos: str | None, ignore: tuple[str
     if ignore and cocos is None:
         raise click.UsageError("--ignore applies to --cocos only")
     try:
-        data = _read(source)
+        data = read_limited(source, "policy source", 1 << 20)
         if rattestation is not None:
             section, dropped = rattestation_policy(data)
             sections = {"tpm": section}

@@ -25,6 +25,7 @@ from atls.cli._common import (
     parse_at,
     print_json,
     read_evidence,
+    read_limited,
     simulated_banner,
 )
 from atls.collateral import Collateral
@@ -110,17 +111,6 @@ def _verify_profile(
     else:
         _render(verdict)
     sys.exit(EXIT_ACCEPTED if verdict.accepted else EXIT_REJECTED)
-
-
-def _read_limited(path: str, what: str, limit: int = 16 << 20) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limit + 1)
-    except OSError as e:
-        raise ConfigurationError(f"{what} {path}: {e.strerror}", code="usage.file") from e
-    if len(data) > limit:
-        raise ConfigurationError(f"{what} {path} is larger than 16 MiB", code="usage.file")
-    return data
 
 
 @click.command("verify")
@@ -231,7 +221,7 @@ def verify_cmd(
         policy = load_policy_option(policy_path)
         when = parse_at(at)
         nonce_bytes = bytes.fromhex(nonce) if nonce else b""
-        log = _read_limited(event_log, "event log") if event_log else None
+        log = read_limited(event_log, "event log") if event_log else None
     except (ConfigurationError, ValueError) as e:
         err_console.print(f"[red]error:[/] {esc(str(e))}")
         sys.exit(EXIT_USAGE)
@@ -241,17 +231,21 @@ def verify_cmd(
             sys.exit(EXIT_USAGE)
         _verify_profile(profile, data, policy, trust, coll, when, nonce_bytes, allow_simulated,
                         as_json)  # fmt: skip
-    verdict = judge(
-        data,
-        trust=trust,
-        collateral=coll,
-        at=when,
-        policy=policy,
-        platform=platform,
-        allow_simulated=allow_simulated,
-        nonce=nonce_bytes,
-        event_log=log,
-    )
+
+    def run(trust: TrustStore, coll: Collateral) -> Verdict:
+        return judge(
+            data,
+            trust=trust,
+            collateral=coll,
+            at=when,
+            policy=policy,
+            platform=platform,
+            allow_simulated=allow_simulated,
+            nonce=nonce_bytes,
+            event_log=log,
+        )
+
+    verdict = run(trust, coll)
     fetched_from: list[str] | None = None
     if fetch and not verdict.authentic:
         # fetch on demand: only when what is at hand does not authenticate the evidence
@@ -275,17 +269,7 @@ def verify_cmd(
             trust = load_trust(
                 trust_dir, allow_simulated=allow_simulated, found_in=input_certificates(data, coll)
             )
-            verdict = judge(
-                data,
-                trust=trust,
-                collateral=coll,
-                at=when,
-                policy=policy,
-                platform=platform,
-                allow_simulated=allow_simulated,
-                nonce=nonce_bytes,
-                event_log=log,
-            )
+            verdict = run(trust, coll)
             fetched_from = list(fetched.sources)
     if verdict.verified is not None and verdict.verified.simulated:
         simulated_banner()
