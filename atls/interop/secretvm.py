@@ -51,18 +51,40 @@ def extract_cpu_evidence(body: bytes) -> bytes:
     if len(body) > MAX_BODY:
         raise EvidenceParseError("response too large", format="secretvm", code="secretvm.parse")
     text = b"".join(_TAG.sub(b" ", body).split())
+    # TDX quotes are served as hex, SNP reports as base64; a long run of hex digits can also
+    # be base64, so each reading must also look like what it claims to be
     m = _HEX_RUN.search(text)
     if m and len(m.group(0)) % 2 == 0:
-        return binascii.unhexlify(m.group(0))
+        quote = binascii.unhexlify(m.group(0))
+        if _looks_like_tdx_quote(quote):
+            return quote
     m = _B64_RUN.search(text)
     if m:
         try:
-            return base64.b64decode(m.group(0), validate=True)
+            report = base64.b64decode(m.group(0), validate=True)
         except binascii.Error:
-            pass
+            report = b""
+        if _looks_like_snp_report(report):
+            return report
     raise EvidenceParseError(
-        "no hex quote or base64 report in the response", format="secretvm", code="secretvm.parse"
+        "no TDX quote (hex) or SNP report (base64) in the response",
+        format="secretvm",
+        code="secretvm.parse",
     )
+
+
+def _looks_like_tdx_quote(b: bytes) -> bool:
+    """Header version 4 or 5 and TEE type 0x81 (TDX)."""
+    return (
+        len(b) >= 48
+        and int.from_bytes(b[0:2], "little") in (4, 5)
+        and int.from_bytes(b[4:8], "little") == 0x81
+    )
+
+
+def _looks_like_snp_report(b: bytes) -> bool:
+    """At least the 1184 bytes of an ATTESTATION_REPORT, version 2..5."""
+    return len(b) >= 1184 and 2 <= int.from_bytes(b[0:4], "little") <= 5
 
 
 def check_secretvm_binding(
@@ -121,7 +143,14 @@ _COLUMNS = (
 
 def load_registry(text: str) -> tuple[RegistryRow, ...]:
     """Parse SecretVM's ``tdx.csv`` registry (strict: known columns, hex lengths)."""
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _load_registry(text)
+    except csv.Error as e:
+        raise ConfigurationError(f"registry is not valid CSV: {e}", code="secretvm.registry") from e
+
+
+def _load_registry(text: str) -> tuple[RegistryRow, ...]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames is None or not set(_COLUMNS) <= set(reader.fieldnames):
         raise ConfigurationError(
             f"registry needs the columns {', '.join(_COLUMNS)}", code="secretvm.registry"

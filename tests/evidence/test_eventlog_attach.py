@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from atls.collateral import load_collateral
-from atls.errors import PolicyError, UnsupportedEvidenceError, VerificationError
+from atls.errors import AtlsError, PolicyError, UnsupportedEvidenceError, VerificationError
 from atls.evidence.eventlog import parse_ccel, replay_rtmrs, with_event_log
 from atls.evidence.tdx import TDX_QUOTE
 from atls.policy import parse_policy
@@ -95,3 +97,25 @@ def test_only_tdx_evidence_takes_an_rtmr_log() -> None:
     )  # fmt: skip
     with pytest.raises(UnsupportedEvidenceError):
         with_event_log(v, b"[]")
+
+
+def _simulated_tdx():
+    intel = FakeIntel()
+    return TDX_QUOTE.verify(
+        intel.quote(bytes(64)), trust=intel.trust_store(), collateral=intel.collateral(),
+        at=DEFAULT_AT,
+    )  # fmt: skip
+
+
+_VERIFIED_TDX = None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2048), st.sampled_from(["auto", "dstack", "ccel"]))
+def test_random_logs_raise_only_typed_errors(log: bytes, fmt: str) -> None:
+    global _VERIFIED_TDX
+    if _VERIFIED_TDX is None:
+        _VERIFIED_TDX = _simulated_tdx()
+    # nothing random replays to the quote's RTMRs; malformed input is a typed error
+    with pytest.raises(AtlsError):
+        with_event_log(_VERIFIED_TDX, log, log_format=fmt)
