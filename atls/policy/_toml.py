@@ -183,6 +183,8 @@ def _pcrs(where: str, value: Any) -> dict[str, dict[int, str]]:
 
 def parse_policy(data: Mapping[str, Any], *, source: str = "policy") -> Policy:
     """Build a :class:`Policy` from a decoded TOML document (strict)."""
+    if not isinstance(data, Mapping):
+        raise _fail(source, f"a policy is a table, not {type(data).__name__}")
     data = dict(data)
     version = data.pop("version", None)
     if version != 1:

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from atls.errors import ConfigurationError, PolicyError
 from atls.evidence._verified import make_verified
@@ -193,3 +195,29 @@ def test_tpm_pcrs_and_ima():
         "pcrs.sha256.7",
         "pcrs.sha256.9",
     ]
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20)
+    | st.sampled_from(["ab" * 48, "00" * 32, "UpToDate", "snp", "tdx", "tpm", "sha256"]),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(
+        st.sampled_from(["version", "name", "snp", "tdx", "sgx", "tpm", "measurement", "mr_td",
+                         "pcrs", "sha256", "allow_debug", "minimum_tcb", "events", "vmpl",
+                         "allowed_tcb_status", "ak_name", "x"]),
+        inner,
+        max_size=5,
+    ),
+    max_leaves=20,
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(_json)
+def test_random_policy_documents_raise_only_configuration_errors(doc) -> None:
+    try:
+        policy = parse_policy(doc)
+    except ConfigurationError as e:
+        assert e.code.startswith("policy")
+    else:
+        assert isinstance(policy, Policy)
