@@ -31,7 +31,6 @@ and the event-log checks (``eventlog.dstack.*``).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import hmac
 import json
@@ -50,19 +49,17 @@ from atls.collateral import Collateral
 from atls.errors import (
     AttesterError,
     EvidenceParseError,
-    PolicyError,
     UnsupportedEvidenceError,
     VerificationError,
-    Violation,
 )
 from atls.evidence import Verified
 from atls.evidence.eventlog import (
     RUNTIME_EVENT_TYPE,
     DstackEvent,
-    dstack_claims,
     parse_dstack_event_log,
     replay_dstack,
     verify_dstack_events,
+    with_dstack_events,
 )
 from atls.evidence.tdx import TDX_QUOTE, parse_quote
 from atls.interop._profile import ProfileBase
@@ -324,8 +321,9 @@ def verify_dstack_tdx(
             code="dstack.rtmr3_mismatch",
         )
     checks.append("rtmr3_replay")
-    # 8. runtime events as claims (identity events unique)
-    ev_claims = dstack_claims(events)["events"]
+    # 8. runtime events as claims of the verified quote (identity events unique)
+    verified = with_dstack_events(verified, events, registers=("rtmr3",))
+    ev_claims = verified.claims["events"]
     asserted: dict[str, Any] = {}
     if att.config:
         asserted["vm_config"] = _vm_config(att.config)
@@ -348,39 +346,15 @@ def evaluate_with_events(
     issuer_asserted: Mapping[str, Any] | None = None,
     unchecked: Sequence[str] = (),
 ) -> DstackAccepted:
-    """Evaluate ``policy`` over the verified quote and the replayed ``events``.
-
-    The ``[tdx] events`` rule is checked against ``events`` with the policy's own semantics
-    (the value, lower-case hex, must be one of the allowed); every other rule by
-    :meth:`Policy.evaluate`. Violations of both are raised together."""
-    rules = policy.platforms.get(verified.platform)
-    pinned = dict(rules.events) if rules is not None else {}
-    base = policy
-    if rules is not None and pinned:
-        platforms = dict(policy.platforms)
-        platforms[verified.platform] = dataclasses.replace(rules, events=MappingProxyType({}))
-        base = Policy(policy.name, platforms, is_default=policy.is_default)
-    violations: list[Violation] = []
-    accepted: Accepted | None = None
-    try:
-        accepted = base.evaluate(verified, binding=binding)
-    except PolicyError as e:
-        violations.extend(e.violations)
-    for name, allowed in pinned.items():
-        have = events.get(name)
-        if have is None:
-            violations.append(Violation(f"events.{name}", "an event", "event not present"))
-        elif str(have).lower() not in allowed:
-            violations.append(Violation(f"events.{name}", f"one of {sorted(allowed)}", str(have)))
-    if violations:
-        raise PolicyError(violations)
-    assert accepted is not None
-    notes = [
-        u
-        for u in accepted.unchecked
-        if not (pinned and u == f"measurements: policy [{verified.platform}] pins none")
-    ]
-    notes += [u for u in unchecked if u not in notes]
+    """Evaluate ``policy`` over the verified quote, whose claims carry the replayed
+    ``events`` (:func:`~atls.evidence.eventlog.with_dstack_events`): the ``[tdx] events``
+    rule is the policy's own."""
+    if verified.claims.get("events") != dict(events):
+        raise VerificationError(
+            "the events to evaluate are not the verified evidence's", code="dstack.event_log"
+        )
+    accepted = policy.evaluate(verified, binding=binding)
+    notes = [*accepted.unchecked, *(u for u in unchecked if u not in accepted.unchecked)]
     return DstackAccepted(
         accepted.verified,
         accepted.policy,

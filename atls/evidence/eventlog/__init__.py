@@ -22,7 +22,7 @@ from atls.evidence.eventlog._algs import (
     event_type_name,
     hash_bank,
 )
-from atls.evidence.eventlog._attach import with_event_log
+from atls.evidence.eventlog._attach import with_dstack_events, with_event_log
 from atls.evidence.eventlog._ccel import (
     CC_TYPE_TDX,
     CcelTable,
@@ -136,5 +136,6 @@ __all__ = [
     "runtime_event_preimage",
     "secure_boot_state",
     "verify_dstack_events",
+    "with_dstack_events",
     "with_event_log",
 ]
