@@ -12,10 +12,9 @@ self-signed certificate carrying that evidence:
 
 **Stapled collateral** (extension ``.2``): every certificate carries the collateral last taken
 from ``collateral_source`` (default: ``attester.collateral()``), so a client with no network
-and an empty cache can verify. The source is never called from a TLS callback once a staple
-is held: an explicit ``collateral_source`` (which may fetch from Intel PCS / AMD KDS) is
-called once in the constructor, the default one at the first mint, and afterwards only by the
-background refresh, which starts ``staple_refresh_before`` ahead of the earliest
+and an empty cache can verify. The source is never called from a TLS callback: it is called
+once in the constructor (an explicit ``collateral_source`` may fetch from Intel PCS / AMD
+KDS) and afterwards only by the background refresh, which starts ``staple_refresh_before`` ahead of the earliest
 ``nextUpdate`` / ``notAfter`` among the stapled items (:meth:`refresh_collateral`). A caller
 with its own schedule (e.g. an async fetcher) pushes new collateral with
 :meth:`set_collateral`. A certificate never outlives the collateral stapled in it: its
@@ -197,8 +196,9 @@ class AttestedCredentials:
         self.minted = 0
         #: How often the collateral source was called (it is never called per handshake).
         self.collateral_refreshes = 0
-        if collateral_source is not None:
-            # an explicit source may fetch: take the first staple now, at start-up
+        if staple:
+            # the first staple is taken now, at start-up: the source (which may fetch) is
+            # then only called by the background refresh, never inside a handshake
             self.refresh_collateral()
 
     # ---- stapled collateral ---------------------------------------------------------
