@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import hashlib
 import sys
 from typing import Any
@@ -147,6 +148,19 @@ def _attester(kind: str, platform: str, tcti: str | None) -> Any:
     "(atls.interop.profile_issuance), since they need the TD's runtime events.",
 )
 @click.option(
+    "--staple-fetch",
+    is_flag=True,
+    help="Staple collateral fetched for this server's own evidence (Intel PCS/PCCS, AMD KDS; "
+    "cached, refreshed in the background) so clients need none: for TDX guests, whose "
+    "attester holds no TCB info, QE identity or CRLs.",
+)
+@click.option("--pcs-url", metavar="URL", envvar="ATLS_PCS_URL", help="With --staple-fetch.")
+@click.option("--kds-url", metavar="URL", envvar="ATLS_KDS_URL", help="With --staple-fetch.")
+@click.option(
+    "--ca-bundle", metavar="FILE", envvar="ATLS_FETCH_CA_BUNDLE", help="With --staple-fetch."
+)
+@click.option("--cache-dir", metavar="DIR", help="With --staple-fetch: cache directory.")
+@click.option(
     "--max-concurrent",
     default=4,
     show_default=True,
@@ -161,6 +175,11 @@ def serve_cmd(
     forward: str | None,
     tcti: str | None,
     profile: str,
+    staple_fetch: bool,
+    pcs_url: str | None,
+    kds_url: str | None,
+    ca_bundle: str | None,
+    cache_dir: str | None,
     max_concurrent: int,
 ) -> None:
     """Wrap a TCP service (or an echo service) in attested TLS."""
@@ -172,11 +191,36 @@ def serve_cmd(
     handler = _echo if echo else _forwarder(_hostport(forward or ""))
     try:
         att = _attester(attester, platform, tcti)
+        if profile == "cocos" and att.format_name != "tdx-quote":
+            raise ConfigurationError(
+                "--profile cocos issues Cocos' TDX certificates: it needs TDX evidence "
+                f"(this attester produces {att.format_name})",
+                code="usage.profile",
+            )
+        source = None
+        if staple_fetch:
+            from atls.collateral.cache import CollateralCache
+            from atls.collateral.fetch import CollateralFetcher
+            from atls.collateral.staple import fetching_source
+
+            fetcher = CollateralFetcher(
+                pcs_url=pcs_url,
+                kds_url=kds_url,
+                cache=CollateralCache(cache_dir) if cache_dir else True,
+                verify=ca_bundle,
+            )
+            source = fetching_source(att, fetcher, valid_for=_dt.timedelta(hours=1))
+        elif _given_on_command_line("pcs_url", "kds_url", "ca_bundle", "cache_dir"):
+            raise ConfigurationError(
+                "--pcs-url, --kds-url, --ca-bundle and --cache-dir need --staple-fetch",
+                code="usage.fetch",
+            )
         creds = AttestedCredentials(
             att,
             mode=mode,  # type: ignore[arg-type]
             max_concurrent=max_concurrent,
             profile=profile_issuance(profile),
+            collateral_source=source,
         )
         # fail at start-up, not at the first client
         if profile == "cocos":
@@ -206,6 +250,14 @@ def serve_cmd(
 
     with contextlib.suppress(KeyboardInterrupt):
         trio.run(run)
+
+
+def _given_on_command_line(*names: str) -> bool:
+    """Whether any of these options was given on the command line (not by environment)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return any(ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE for n in names)
 
 
 def _verifier(
@@ -246,8 +298,6 @@ def _secretvm_verifier(
 ) -> Any:
     """Verify the SecretVM's quote over one connection to its attestation port, then return
     a verifier that accepts only a server presenting the attested key."""
-    import datetime as _dt
-
     from atls.cli._secretvm import attest_secretvm
     from atls.interop.secretvm import SecretVmKeyVerifier
 

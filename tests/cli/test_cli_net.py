@@ -122,3 +122,54 @@ def test_cocos_profile_end_to_end(server, tmp_path: Path):
     # a profile that cannot honour the requested binding is a usage error
     r = _atls("connect", server, "--profile", "cocos", "--static", input=b"x")
     assert r.returncode == 2
+
+
+def test_serve_profile_cocos_needs_tdx_evidence():
+    r = _atls("serve", "--listen", "127.0.0.1:0", "--echo", "--profile", "cocos")
+    assert r.returncode == 2 and b"needs TDX evidence" in r.stderr.replace(b"\n", b" ")
+
+
+def test_serve_staple_fetch_lets_a_client_without_collateral_verify(tmp_path: Path):
+    from atls.pipeline import AttestationVerifier
+    from atls.policy import Policy
+    from atls.testing.demo import demo_attester, demo_trust_store
+    from atls.testing.fake_pcs import FakeVendorServer, add_fake_intel
+    from atls.tls.sync import connect
+
+    with FakeVendorServer() as pcs:
+        add_fake_intel(pcs, demo_attester("tdx").hierarchy)
+        port = _free_port()
+        proc = subprocess.Popen(
+            [*ATLS, "serve", "--listen", f"127.0.0.1:{port}", "--echo", "--platform", "tdx",
+             "--staple-fetch", "--pcs-url", pcs.base_url, "--ca-bundle", str(pcs.ca_file),
+             "--cache-dir", str(tmp_path / "cache")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            fetched = len(pcs.requests)
+            assert fetched == 4  # TCB info, QE identity, PCK CRL, root CA CRL, once
+            # a client with no collateral at all: the stapled collateral is enough
+            verifier = AttestationVerifier(
+                policy=Policy.default(), trust=demo_trust_store(["tdx"]), allow_simulated=True
+            )
+            for _ in range(2):
+                with connect("127.0.0.1", port, verifier=verifier) as conn:
+                    assert conn.attestation is not None
+                    assert conn.attestation.verified.tcb_status == "UpToDate"
+                    conn.sendall(b"ping")
+                    assert conn.recv(4) == b"ping"
+            assert len(pcs.requests) == fetched  # no fetch per handshake
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            if proc.stderr:
+                proc.stderr.close()
