@@ -14,8 +14,9 @@ self-signed certificate carrying that evidence:
 from ``collateral_source`` (default: ``attester.collateral()``), so a client with no network
 and an empty cache can verify. The source is never called from a TLS callback: it is called
 once in the constructor (an explicit ``collateral_source`` may fetch from Intel PCS / AMD
-KDS) and afterwards only by the background refresh, which starts ``staple_refresh_before`` ahead of the earliest
-``nextUpdate`` / ``notAfter`` among the stapled items (:meth:`refresh_collateral`). A caller
+KDS) and afterwards only by the background refresh, which starts ``staple_refresh_before``
+ahead of the earliest ``nextUpdate`` / ``notAfter`` among the stapled items
+(:meth:`refresh_collateral`). A caller
 with its own schedule (e.g. an async fetcher) pushes new collateral with
 :meth:`set_collateral`. A certificate never outlives the collateral stapled in it: its
 ``notAfter`` is capped at that earliest expiry. A failed refresh keeps the current staple
