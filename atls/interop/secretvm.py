@@ -35,7 +35,6 @@ __all__ = [
     "check_secretvm_binding",
     "extract_cpu_evidence",
     "load_registry",
-    "match_registry",
     "select_registry_row",
 ]
 
@@ -178,23 +177,6 @@ def _load_registry(text: str) -> tuple[RegistryRow, ...]:
     if not rows:
         raise ConfigurationError("registry is empty", code="secretvm.registry")
     return tuple(rows)
-
-
-def match_registry(
-    claims: Mapping[str, Any], rows: Iterable[RegistryRow]
-) -> tuple[RegistryRow | None, list[Violation]]:
-    """The registry row whose MRTD and RTMR0..2 all equal the verified claims."""
-    have = tuple(str(claims.get(k, "")).lower() for k in ("mr_td", "rtmr0", "rtmr1", "rtmr2"))
-    for row in rows:
-        if (row.mr_td, row.rtmr0, row.rtmr1, row.rtmr2) == have:
-            return row, []
-    return None, [
-        Violation(
-            "secretvm.registry",
-            "MRTD and RTMR0-2 of a registry row",
-            f"mr_td {have[0][:16]}..., no matching row",
-        )
-    ]
 
 
 class SecretVmKeyVerifier:
