@@ -1,6 +1,6 @@
-"""Bounded caches of verified results, keyed by the exact bytes that were verified (a SHA-256
-digest over them, or the byte strings themselves, compared in full on lookup) and bounded by
-the validity window that the verification established.
+"""Bounded caches of verified results, keyed by the exact bytes that were verified (the byte
+strings themselves, or frozen objects that compare them, in full on lookup) and bounded by the
+validity window that the verification established.
 
 A cached value is returned only for a verification time inside its window; outside it the
 caller verifies again (and gets the precise error). Nothing here reads the clock. The caches
@@ -9,23 +9,17 @@ are process-wide, thread-safe and small (least recently used entries are evicted
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from datetime import datetime
 from typing import Generic, TypeVar
 
-__all__ = ["WindowCache", "all_caches", "digest"]
+__all__ = ["WindowCache", "all_caches"]
 
 V = TypeVar("V")
 
 _REGISTRY: list[WindowCache[object]] = []
-
-
-def digest(*parts: bytes) -> bytes:
-    """SHA-256 over the length-prefixed parts (so different splits cannot collide)."""
-    return hashlib.sha256(b"".join([len(p).to_bytes(8, "big") + p for p in parts])).digest()
 
 
 class WindowCache(Generic[V]):

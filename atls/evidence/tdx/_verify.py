@@ -22,9 +22,10 @@
     convergence with the QE status -> Intel TCB status and advisory IDs [4.1.2.5.18].
 
 Steps 3-5 depend only on the PCK chain and the collateral, so their result is cached, keyed
-by SHA-256 of the exact bytes (chain, collateral, trust anchors) and bounded by the validity
-window they established; the QE report signature is cached by the exact (PCK certificate,
-report, signature). A warm verification therefore checks one signature: the quote's.
+by the exact bytes (chain, collateral, trust anchors: hashed by Python and compared in full
+on lookup) and bounded by the validity window they established; the QE report signature is
+cached by the exact (PCK certificate, report, signature). A warm verification therefore
+checks one signature: the quote's.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from atls.collateral._bundle import Collateral
 from atls.errors import ConfigurationError, UnsupportedEvidenceError, VerificationError
 from atls.evidence._verified import Verified, make_verified
-from atls.evidence.tdx._cache import WindowCache, all_caches, digest
+from atls.evidence.tdx._cache import WindowCache, all_caches
 from atls.evidence.tdx._collateral import QeIdentity, TcbInfo, select_document
 from atls.evidence.tdx._pck import PckChain, verify_pck_chain
 from atls.evidence.tdx._quote import (
@@ -80,9 +81,7 @@ _QE_REPORTS: WindowCache[bool] = WindowCache("qe-report-signatures", 256)
 _LO = datetime.min.replace(tzinfo=UTC)
 _HI = datetime.max.replace(tzinfo=UTC)
 
-# Collateral digests memoised by the (frozen, compared byte-for-byte) Collateral itself.
-_DIGEST_LOCK = threading.Lock()
-_DIGESTS: OrderedDict[Collateral, bytes] = OrderedDict()
+_ATT_KEY_LOCK = threading.Lock()
 _ATT_KEYS: OrderedDict[bytes, ec.EllipticCurvePublicKey] = OrderedDict()
 
 
@@ -93,7 +92,7 @@ def clear_caches(*, keep_collateral: bool = False) -> None:
     per-chain contexts, certificate signatures, parsed certificates, QE report signatures,
     attestation keys) and keeps the verified TCB info, QE identity and CRLs: the state in
     which a verifier meets a new platform."""
-    with _DIGEST_LOCK:
+    with _ATT_KEY_LOCK:
         _ATT_KEYS.clear()
     _CONTEXTS.clear()
     _QE_REPORTS.clear()
@@ -103,30 +102,10 @@ def clear_caches(*, keep_collateral: bool = False) -> None:
         return
     for c in all_caches():
         c.clear()
-    clear_parsed()
-    with _DIGEST_LOCK:
-        _DIGESTS.clear()
-
-
-def _collateral_digest(collateral: Collateral) -> bytes:
-    with _DIGEST_LOCK:
-        d = _DIGESTS.get(collateral)
-        if d is not None:
-            _DIGESTS.move_to_end(collateral)
-            return d
-    parts: list[bytes] = [b"certs", *collateral.certificates, b"crls", *collateral.crls]
-    for doc in collateral.documents:
-        parts += [b"doc", doc.kind.encode(), doc.body, doc.signature, *doc.issuer_chain]
-    d = digest(*parts)
-    with _DIGEST_LOCK:
-        _DIGESTS[collateral] = d
-        while len(_DIGESTS) > 32:
-            _DIGESTS.popitem(last=False)
-    return d
 
 
 def _attestation_key(raw: bytes, fmt: str) -> ec.EllipticCurvePublicKey:
-    with _DIGEST_LOCK:
+    with _ATT_KEY_LOCK:
         k = _ATT_KEYS.get(raw)
     if k is not None:
         return k
@@ -136,7 +115,7 @@ def _attestation_key(raw: bytes, fmt: str) -> ec.EllipticCurvePublicKey:
         raise VerificationError(
             "the attestation key is not a P-256 point", code=f"{fmt}.signature"
         ) from e
-    with _DIGEST_LOCK:
+    with _ATT_KEY_LOCK:
         _ATT_KEYS[raw] = k
         while len(_ATT_KEYS) > 256:
             _ATT_KEYS.popitem(last=False)
@@ -279,13 +258,14 @@ def verify_dcap_quote(
             "the trust store holds no Intel root (intel-sgx-root)", code=f"{fmt}.chain.no_anchor"
         )
     # 3-5. PCK chain, CRLs, TCB info, QE identity (cached by exact bytes and window).
-    ckey = digest(
-        b"dcap-context",
-        fmt.encode(),
-        b"1" if allow_missing_collateral else b"0",
+    # The key holds the exact bytes: the frozen Collateral compares its certificates, CRLs
+    # and documents byte for byte (and bytes objects memoise their hash).
+    ckey = (
+        fmt,
+        allow_missing_collateral,
         quote.cert_data,
-        _collateral_digest(collateral),
-        *(a.der for a in anchors),
+        collateral,
+        tuple([a.der for a in anchors]),
     )
     ctx = _CONTEXTS.get(ckey, at)
     if ctx is None:
