@@ -155,21 +155,25 @@ def extensions_map(der: bytes, ext_start: int, ext_end: int) -> dict[bytes, byte
     """Every extension in ``der[ext_start:ext_end]`` as ``raw OID -> extnValue contents``.
     Malformed or duplicated extensions raise :class:`DerError`."""
     out: dict[bytes, bytes] = {}
-    for tag, _, vs, ve in iter_tlvs(der, ext_start, ext_end):
+    pos = ext_start
+    while pos < ext_end:
+        # Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue }
+        tag, vs, ve = read_tlv(der, pos, ext_end)
         if tag != TAG_SEQUENCE:
             raise DerError("extension is not a SEQUENCE")
-        parts = iter_tlvs(der, vs, ve)
-        if len(parts) not in (2, 3) or parts[0][0] != TAG_OID:
+        tag, os, oe = read_tlv(der, vs, ve)
+        if tag != TAG_OID:
             raise DerError("malformed extension")
-        if len(parts) == 3 and parts[1][0] != TAG_BOOLEAN:
-            raise DerError("malformed extension criticality")
-        vtag, _, xs, xe = parts[-1]
-        if vtag != TAG_OCTET_STRING:
-            raise DerError("extnValue is not an OCTET STRING")
-        oid = der[parts[0][2] : parts[0][3]]
+        tag, xs, xe = read_tlv(der, oe, ve)
+        if tag == TAG_BOOLEAN:
+            tag, xs, xe = read_tlv(der, xe, ve)
+        if tag != TAG_OCTET_STRING or xe != ve:
+            raise DerError("extnValue is not the last member, an OCTET STRING")
+        oid = der[os:oe]
         if oid in out:
             raise DerError("duplicate extension")
         out[oid] = der[xs:xe]
+        pos = ve
     return out
 
 

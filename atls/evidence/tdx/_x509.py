@@ -269,9 +269,9 @@ class CrlInfo(NamedTuple):
 
 
 class _ParsedCrl(NamedTuple):
-    crl: x509.CertificateRevocationList
     tbs: bytes
     issuer: bytes
+    crl: x509.CertificateRevocationList | None  # None: not loaded yet (issuer not wanted so far)
 
 
 _PARSED_CRLS: WindowCache[_ParsedCrl] = WindowCache("parsed-crls", 64)
@@ -279,21 +279,27 @@ _VERIFIED_CRLS: WindowCache[CrlInfo] = WindowCache("verified-crls", 64)
 
 
 def _parse_crl(der: bytes, issuer_name: bytes, at: datetime) -> _ParsedCrl | None:
-    """The parsed CRL if it is issued by ``issuer_name`` (raw DER), else None."""
-    key = der
-    hit = _PARSED_CRLS.get(key, at)
-    if hit is not None:
-        return hit if hit.issuer == issuer_name else None
-    try:
-        tbs, issuer = crl_parts(der)
-        if issuer != issuer_name:
+    """The parsed CRL if it is issued by ``issuer_name`` (raw DER), else None (also when it
+    is malformed). Its structure is cut once per DER; cryptography loads only wanted CRLs."""
+    parsed = _PARSED_CRLS.get(der, at)
+    if parsed is None:
+        try:
+            tbs, issuer = crl_parts(der)
+        except DerError:
             return None
-        crl = x509.load_der_x509_crl(der)
-        _ = (crl.signature_algorithm_oid, crl.signature, crl.last_update_utc, crl.next_update_utc)
-    except (ValueError, DerError):
+        parsed = _ParsedCrl(tbs, issuer, None)
+        _PARSED_CRLS.put(der, parsed, _LO, _HI)
+    if parsed.issuer != issuer_name:
         return None
-    parsed = _ParsedCrl(crl, tbs, issuer)
-    _PARSED_CRLS.put(key, parsed, _LO, _HI)
+    if parsed.crl is None:
+        try:
+            crl = x509.load_der_x509_crl(der)
+            _ = (crl.signature_algorithm_oid, crl.signature, crl.last_update_utc)
+            _ = crl.next_update_utc
+        except ValueError:
+            return None
+        parsed = parsed._replace(crl=crl)
+        _PARSED_CRLS.put(der, parsed, _LO, _HI)
     return parsed
 
 
@@ -312,6 +318,7 @@ def _verify_crl(
     if hit is not None:
         return hit
     crl = parsed.crl
+    assert crl is not None  # loaded by _parse_crl for a wanted issuer
     if crl.signature_algorithm_oid != _SIG_OID:
         raise VerificationError(
             f"{what} is not signed with ecdsa-with-SHA256", code=f"{fmt}.crl.signature"
