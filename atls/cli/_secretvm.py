@@ -3,6 +3,7 @@ and :func:`attest_secretvm`, which ``atls connect --profile secretvm`` shares.""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import sys
 from collections.abc import Sequence
@@ -107,17 +108,34 @@ def attest_secretvm(
         # the binding *was* checked, against this connection's key
         verdict.notes[:] = [n for n in verdict.notes if not n.startswith("binding:")]
         violations: list[Violation] = []
+        out.extra["registry"] = None
+        checked: list[str] = []
         if rows is not None:
             matched, violations = select_registry_row(v.claims, rows, compose_bytes)
             out.extra["registry"] = [r.to_json() for r in matched]
+            checked.append("mr_td, rtmr0-2 (registry)")
             if compose_bytes is None:
                 verdict.notes.append("rtmr3: no compose file given, the workload is not checked")
-        elif compose_bytes is not None:
-            violations.append(
-                Violation("secretvm.registry", "a registry (--registry) for the rootfs", "none")
-            )
+            else:
+                checked.append("rtmr3 (compose file)")
+        else:
+            verdict.notes.append("secretvm: no registry given, MRTD and RTMR0-2 not compared")
+            if compose_bytes is not None:
+                violations.append(
+                    Violation("secretvm.registry", "a registry (--registry) for the rootfs", "none")
+                )
         if violations:
             raise PolicyError(violations)
+        accepted = verdict.accepted
+        if accepted is not None:
+            unchecked = list(accepted.unchecked)
+            if checked:
+                # the registry compared the measurements even if no --policy did
+                unchecked = [u for u in unchecked if not u.startswith("measurements:")]
+                out.extra["measurements_checked"] = checked
+            verdict.accepted = dataclasses.replace(
+                accepted, binding=f"secretvm-{out.extra['binding']}", unchecked=tuple(unchecked)
+            )
     except AtlsError as e:
         verdict.errors.append(e)
         verdict.accepted = None

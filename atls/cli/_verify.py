@@ -221,6 +221,15 @@ def verify_cmd(
         policy = load_policy_option(policy_path)
         when = parse_at(at)
         nonce_bytes = bytes.fromhex(nonce) if nonce else b""
+        # the nonce sizes each profile binds: atls 32 (fresh) or none (static), Cocos
+        # always 64, dstack none
+        allowed = {"atls": (0, 32), "cocos": (64,), "dstack": (0,)}[profile]
+        if len(nonce_bytes) not in allowed:
+            sizes = " or ".join(f"{n} bytes" if n else "no --nonce" for n in allowed)
+            raise ConfigurationError(
+                f"--profile {profile} takes {sizes} (got {len(nonce_bytes)} bytes)",
+                code="usage.nonce",
+            )
         log = read_limited(event_log, "event log") if event_log else None
     except (ConfigurationError, ValueError) as e:
         err_console.print(f"[red]error:[/] {esc(str(e))}")

@@ -55,3 +55,8 @@ def test_cocos_certificate_needs_its_nonce(tmp_path):
     assert code == 0, out["errors"]
     code, out = _verify(str(cert), "--profile", "cocos", "--nonce", "00" * 64)
     assert code == 1 and out["authentic"] is False
+    # the nonce is required, and of Cocos' size: usage errors, not crashes
+    for args in ([], ["--nonce", "abcd"], ["--nonce", "00" * 32]):
+        r = CliRunner().invoke(main, ["verify", "--json", "--allow-simulated", str(cert),
+                                      "--profile", "cocos", *args])  # fmt: skip
+        assert r.exit_code == 2 and "--profile cocos takes 64 bytes" in r.stderr

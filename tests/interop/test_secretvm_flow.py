@@ -209,7 +209,14 @@ def test_secretvm_verify_over_one_connection(vm) -> None:
     assert r.exit_code == 0, out["errors"]
     assert out["binding"] == "spki"
     assert [r["template"] for r in out["registry"]] == ["small"]
-    assert not any(u.startswith("binding:") for u in out["unchecked"])
+    assert not any(u.startswith(("binding:", "measurements:")) for u in out["unchecked"])
+    assert out["measurements_checked"] == ["mr_td, rtmr0-2 (registry)", "rtmr3 (compose file)"]
+    # without the registry: said, and the key is there (null)
+    r = _cli("secretvm", "verify", f"https://127.0.0.1:{port}", "--ca-file", str(pki.ca_pem),
+             "--allow-simulated", "--json")  # fmt: skip
+    out = json.loads(r.stdout)
+    assert r.exit_code == 0 and out["registry"] is None
+    assert any(u.startswith("secretvm: no registry") for u in out["unchecked"])
     # another compose file: RTMR3 does not match
     (tmp / "other.yaml").write_bytes(COMPOSE + b"# tampered\n")
     r = _cli("secretvm", "verify", f"https://127.0.0.1:{port}", "--ca-file", str(pki.ca_pem),
