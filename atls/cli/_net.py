@@ -327,12 +327,24 @@ def _secretvm_verifier(
 
 
 def fetch_attestation(
-    target: str, *, trust: TrustStore, collateral: Collateral, allow_simulated: bool
+    target: str,
+    *,
+    trust: TrustStore,
+    collateral: Collateral,
+    allow_simulated: bool,
+    profile: str = "atls",
 ) -> Verified:
-    """Connect to ``target`` with the default policy and return what it proved."""
+    """Connect to ``target`` (speaking ``profile``) with the default policy and return what
+    it proved."""
+    from atls.interop import profile_verifier
+
     host, port = _hostport(target)
-    verifier = _verifier(
-        Policy.default(), trust, collateral, static=False, allow_simulated=allow_simulated
+    verifier = profile_verifier(
+        profile,
+        policy=Policy.default(),
+        trust=trust,
+        collateral=_with_demo_collateral(collateral, allow_simulated),
+        allow_simulated=allow_simulated,
     )
 
     async def run() -> Verified:

@@ -345,6 +345,13 @@ def policy_group() -> None:
 @click.option("--at", metavar="TIME")
 @click.option("--allow-simulated", is_flag=True)
 @click.option("--name", default=None, help="Policy name (default: the source).")
+@click.option(
+    "--profile",
+    type=click.Choice(["atls", "dstack", "cocos"]),
+    default="atls",
+    show_default=True,
+    help="With --from HOST:PORT: the server's certificate format.",
+)
 def policy_init(
     source: str | None,
     measured: tuple[str, ...],
@@ -355,6 +362,7 @@ def policy_init(
     at: str | None,
     allow_simulated: bool,
     name: str | None,
+    profile: str,
 ) -> None:
     """Write a policy pinning the measurements that a verified server or evidence file shows
     (--from), or that `atls measure` computed from build artifacts (--from-artifacts)."""
@@ -407,7 +415,11 @@ def policy_init(
             )
             try:
                 verified = fetch_attestation(
-                    source, trust=trust, collateral=coll, allow_simulated=allow_simulated
+                    source,
+                    trust=trust,
+                    collateral=coll,
+                    allow_simulated=allow_simulated,
+                    profile=profile,
                 )
             except (AttestationError, HandshakeError) as e:
                 err_console.print(f"[red]error[/] {e.code}: {esc(e.message)}")

@@ -173,3 +173,17 @@ def test_serve_staple_fetch_lets_a_client_without_collateral_verify(tmp_path: Pa
             proc.wait(timeout=10)
             if proc.stderr:
                 proc.stderr.close()
+
+
+@pytest.mark.parametrize(
+    "server", [["--profile", "cocos", "--platform", "tdx"]], indirect=True
+)
+def test_policy_init_from_a_cocos_server(server, tmp_path: Path):
+    policy = tmp_path / "agent.toml"
+    r = _atls("policy", "init", "--from", server, "--profile", "cocos", "--allow-simulated",
+              "-o", str(policy))  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    assert "mr_td" in policy.read_text()
+    r = _atls("connect", server, "--profile", "cocos", "--allow-simulated", "--policy",
+              str(policy), input=b"ok\n")  # fmt: skip
+    assert r.returncode == 0 and r.stdout == b"ok\n"
