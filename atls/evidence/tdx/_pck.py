@@ -118,24 +118,26 @@ def _pairs(buf: bytes, start: int, end: int) -> dict[bytes, tuple[int, int, int]
     out: dict[bytes, tuple[int, int, int]] = {}
     pos = start
     while pos < end:
-        if end - pos >= 2 and buf[pos] == TAG_SEQUENCE and buf[pos + 1] < 0x80:
+        if end - pos < 4:
+            raise _ExtError("truncated SEQUENCE { OID, value }")
+        n = buf[pos + 1]
+        if buf[pos] == TAG_SEQUENCE and n < 0x80:
             vs = pos + 2
-            ve = vs + buf[pos + 1]
-            if ve > end:
-                raise _ExtError("truncated SEQUENCE { OID, value }")
+            ve = vs + n
         else:
             tag, vs, ve = read_tlv(buf, pos, end)
             if tag != TAG_SEQUENCE:
                 raise _ExtError("expected SEQUENCE { OID, value }")
-        if ve - vs < 2 or buf[vs] != TAG_OID or buf[vs + 1] >= 0x80:
-            raise _ExtError("expected an OID")
-        ove = vs + 2 + buf[vs + 1]
-        if ove + 2 > ve:
-            raise _ExtError("truncated SEQUENCE { OID, value }")
+        # The OID (short form), then one value TLV that ends the SEQUENCE.
+        olen = buf[vs + 1]
+        ove = vs + 2 + olen
+        if ve > end or buf[vs] != TAG_OID or olen >= 0x80 or ove + 2 > ve:
+            raise _ExtError("expected SEQUENCE { OID, value }")
         vtag = buf[ove]
-        if buf[ove + 1] < 0x80:
+        vlen = buf[ove + 1]
+        if vlen < 0x80:
             vvs = ove + 2
-            vve = vvs + buf[ove + 1]
+            vve = vvs + vlen
         else:
             vtag, vvs, vve = read_tlv(buf, ove, ve)
         if vve != ve:

@@ -24,7 +24,6 @@ actually there, so lying length fields raise :class:`~atls.errors.EvidenceParseE
 
 from __future__ import annotations
 
-import base64
 import binascii
 from typing import NamedTuple
 
@@ -236,12 +235,16 @@ def parse_pem_chain(data: bytes, *, fmt: str = "tdx") -> tuple[bytes, ...]:
             raise _pem_error("unterminated PEM certificate", fmt)
         if len(out) == MAX_PCK_CHAIN_CERTS:
             raise _pem_error(f"more than {MAX_PCK_CHAIN_CERTS} certificates in the PCK chain", fmt)
-        b64 = data[start + len(_BEGIN) : end].replace(b"\r\n", b"\n").replace(b"\n", b"")
+        b64 = data[start + len(_BEGIN) : end]
+        if b"\r" in b64:
+            b64 = b64.replace(b"\r\n", b"\n")
+        b64 = b64.replace(b"\n", b"")
         try:
-            der = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError) as e:
+            der = binascii.a2b_base64(b64, strict_mode=True)
+        except binascii.Error as e:
             raise _pem_error("bad base64 in the PEM certificate chain", fmt) from e
-        if base64.b64encode(der) != b64:  # canonical only: one encoding per certificate
+        # Canonical only: one encoding per certificate.
+        if binascii.b2a_base64(der, newline=False) != b64:
             raise _pem_error("non-canonical base64 in the PEM certificate chain", fmt)
         out.append(der)
         pos = end + len(_END)

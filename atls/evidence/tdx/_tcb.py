@@ -8,6 +8,7 @@ The result is a status, never a decision: which statuses are acceptable is polic
 
 from __future__ import annotations
 
+import operator
 from typing import NamedTuple
 
 from atls.errors import VerificationError
@@ -128,7 +129,9 @@ def _find_module(identities: tuple[ModuleIdentity, ...], version: int) -> Module
 
 
 def _sgx_ge(pck: tuple[int, ...], level: TcbLevel) -> bool:
-    return all(a >= b for a, b in zip(pck, level.sgx_svns, strict=True))
+    if len(pck) != len(level.sgx_svns):
+        raise ValueError("SVN vectors of different lengths")
+    return all(map(operator.ge, pck, level.sgx_svns))
 
 
 def _tdx_ge(tee_tcb_svn: bytes, level: TcbLevel) -> bool:
@@ -136,7 +139,7 @@ def _tdx_ge(tee_tcb_svn: bytes, level: TcbLevel) -> bool:
     # Intel: compare from index 2 when TEE_TCB_SVN[1] (the module major version) is not 0;
     # the module's own SVN is then judged by its module identity.
     start = 2 if tee_tcb_svn[1] > 0 else 0
-    return all(tee_tcb_svn[i] >= level.tdx_svns[i] for i in range(start, 16))
+    return all(map(operator.ge, tee_tcb_svn[start:16], level.tdx_svns[start:16]))
 
 
 def converge(status: str, other: str | None) -> str:
