@@ -13,6 +13,7 @@ Checks for each signed document (Intel QVL 4.1.2.4.x, TCB info / enclave identit
 from __future__ import annotations
 
 import json
+import operator
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -130,6 +131,9 @@ class _Malformed(ValueError):
     pass
 
 
+_ISV_SVN = operator.attrgetter("isv_svn")
+
+
 def _reject_constant(name: str) -> Any:
     raise _Malformed(f"non-JSON constant {name}")
 
@@ -229,7 +233,7 @@ def _module(d: Any, what: str, with_levels: bool) -> ModuleIdentity:
         for lv in _list(d["tcbLevels"], "module tcbLevels"):
             isv = _int(_dict(_dict(lv, "module TCB level")["tcb"], "tcb")["isvsvn"], 8, "isvsvn")
             levels.append(ModuleTcbLevel(isv, *_level_common(lv, MODULE_STATUSES)))
-        levels.sort(key=lambda lv: -lv.isv_svn)
+        levels.sort(key=_ISV_SVN, reverse=True)  # stable: ties keep their order
     return ModuleIdentity(
         _str(d["id"], "module id") if with_levels else "",
         _hex(d["mrsigner"], 48, "module mrsigner"),
@@ -317,7 +321,7 @@ def parse_qe_identity(body: bytes) -> QeIdentity:
         for lv in _list(d["tcbLevels"], "tcbLevels"):
             isv = _int(_dict(_dict(lv, "TCB level")["tcb"], "tcb")["isvsvn"], 16, "isvsvn")
             levels.append(QeTcbLevel(isv, *_level_common(lv, QE_STATUSES)))
-        levels.sort(key=lambda lv: -lv.isv_svn)
+        levels.sort(key=_ISV_SVN, reverse=True)  # stable: ties keep their order
         return QeIdentity(
             _str(d["id"], "id"),
             _int(d["version"], 32, "version"),
@@ -559,7 +563,8 @@ def select_document(
     chosen = max(good, key=lambda v: (v.model.issue_date, v.model.tcb_evaluation_data_number))
     # The choice holds until a later-issued candidate becomes current (for caching by window).
     until = chosen.not_after
-    for d in docs:
+    others = docs if len(docs) > 1 else []  # a single document is the chosen one
+    for d in others:
         try:
             issued = _parse_cached(d, fmt, at).issue_date
         except VerificationError:
