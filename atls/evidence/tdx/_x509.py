@@ -68,6 +68,9 @@ class Cert:
         "issuer",
         "not_after",
         "not_before",
+        "serial",
+        "signature",
+        "signature_oid",
         "subject",
         "tbs",
     )
@@ -87,6 +90,10 @@ class Cert:
     ) -> None:
         self.der = der
         self.cert = cert
+        # Decoded once (cryptography builds a new object on every access).
+        self.serial: int = cert.serial_number
+        self.signature: bytes = cert.signature
+        self.signature_oid: x509.ObjectIdentifier = cert.signature_algorithm_oid
         self.tbs = tbs
         self.issuer = issuer
         self.subject = subject
@@ -148,8 +155,8 @@ def load_cert(der: bytes, *, fmt: str, what: str, in_quote: bool) -> Cert:
         tbs, issuer, subject, es, ee = certificate_parts(der)
         nb, na = cert.not_valid_before_utc, cert.not_valid_after_utc
         cn = name_common_name(subject)
-        # Fields cryptography decodes lazily: decode them now so that nothing later raises.
-        _ = (cert.signature_algorithm_oid, cert.signature, cert.serial_number)
+        # Cert decodes the fields cryptography decodes lazily, so that nothing later raises.
+        c = Cert(der, cert, tbs, issuer, subject, es, ee, nb, na, cn)
     except (ValueError, DerError) as e:
         if in_quote:
             raise EvidenceParseError(
@@ -161,7 +168,6 @@ def load_cert(der: bytes, *, fmt: str, what: str, in_quote: bool) -> Cert:
         raise VerificationError(
             f"{what} is not a valid DER certificate: {e}", code=f"{fmt}.collateral.malformed"
         ) from e
-    c = Cert(der, cert, tbs, issuer, subject, es, ee, nb, na, cn)
     with _CERTS_LOCK:
         _CERTS[der] = c
         while len(_CERTS) > 128:
@@ -225,10 +231,10 @@ def verify_issued_by(
     key = (child.der, issuer.der)
     if _ISSUED.get(key, at):
         return
-    if child.cert.signature_algorithm_oid != _SIG_OID:
+    if child.signature_oid != _SIG_OID:
         raise VerificationError(f"{what} is not signed with ecdsa-with-SHA256", code=code)
     try:
-        issuer_key.verify(child.cert.signature, child.tbs, ECDSA_SHA256)
+        issuer_key.verify(child.signature, child.tbs, ECDSA_SHA256)
     except InvalidSignature as e:
         raise VerificationError(f"{what}: signature does not verify", code=code) from e
     _ISSUED.put(key, True, _LO, _HI)
@@ -260,7 +266,7 @@ class CrlInfo(NamedTuple):
 
     def is_revoked(self, cert: Cert, *, fmt: str) -> bool:
         try:
-            entry = self.crl.get_revoked_certificate_by_serial_number(cert.cert.serial_number)
+            entry = self.crl.get_revoked_certificate_by_serial_number(cert.serial)
         except ValueError as e:
             raise VerificationError(
                 f"malformed revoked-certificate entries: {e}", code=f"{fmt}.crl.malformed"
