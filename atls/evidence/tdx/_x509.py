@@ -274,10 +274,20 @@ class CrlInfo(NamedTuple):
         return entry is not None
 
 
+class _LoadedCrl(NamedTuple):
+    """A CRL loaded by cryptography, with the fields it decodes lazily decoded once."""
+
+    crl: x509.CertificateRevocationList
+    signature_oid: x509.ObjectIdentifier
+    signature: bytes
+    this_update: datetime
+    next_update: datetime | None
+
+
 class _ParsedCrl(NamedTuple):
     tbs: bytes
     issuer: bytes
-    crl: x509.CertificateRevocationList | None  # None: not loaded yet (issuer not wanted so far)
+    loaded: _LoadedCrl | None  # None: not loaded yet (its issuer was not wanted so far)
 
 
 _PARSED_CRLS: WindowCache[_ParsedCrl] = WindowCache("parsed-crls", 64)
@@ -297,14 +307,19 @@ def _parse_crl(der: bytes, issuer_name: bytes, at: datetime) -> _ParsedCrl | Non
         _PARSED_CRLS.put(der, parsed, _LO, _HI)
     if parsed.issuer != issuer_name:
         return None
-    if parsed.crl is None:
+    if parsed.loaded is None:
         try:
             crl = x509.load_der_x509_crl(der)
-            _ = (crl.signature_algorithm_oid, crl.signature, crl.last_update_utc)
-            _ = crl.next_update_utc
+            loaded = _LoadedCrl(
+                crl,
+                crl.signature_algorithm_oid,
+                crl.signature,
+                crl.last_update_utc,
+                crl.next_update_utc,
+            )
         except ValueError:
             return None
-        parsed = parsed._replace(crl=crl)
+        parsed = parsed._replace(loaded=loaded)
         _PARSED_CRLS.put(der, parsed, _LO, _HI)
     return parsed
 
@@ -323,9 +338,9 @@ def _verify_crl(
     hit = _VERIFIED_CRLS.get(key, at)
     if hit is not None:
         return hit
-    crl = parsed.crl
+    crl = parsed.loaded
     assert crl is not None  # loaded by _parse_crl for a wanted issuer
-    if crl.signature_algorithm_oid != _SIG_OID:
+    if crl.signature_oid != _SIG_OID:
         raise VerificationError(
             f"{what} is not signed with ecdsa-with-SHA256", code=f"{fmt}.crl.signature"
         )
@@ -336,10 +351,9 @@ def _verify_crl(
             f"{what}: signature does not verify with its issuer's key",
             code=f"{fmt}.crl.signature",
         ) from e
-    next_update = crl.next_update_utc
-    if next_update is None:
+    if crl.next_update is None:
         raise VerificationError(f"{what} has no nextUpdate", code=f"{fmt}.crl.malformed")
-    info = CrlInfo(der, crl, crl.last_update_utc, next_update)
+    info = CrlInfo(der, crl.crl, crl.this_update, crl.next_update)
     _VERIFIED_CRLS.put(key, info, _LO, _HI)
     return info
 
