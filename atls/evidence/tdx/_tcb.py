@@ -55,8 +55,10 @@ def check_qe_identity(qe: QeIdentity, report: EnclaveReport, *, fmt: str) -> QeT
             code=code,
         )
     # 4.1.2.9.6 ATTRIBUTES under the mask.
-    masked = bytes(a & m for a, m in zip(report.attributes, qe.attributes_mask, strict=True))
-    if masked != qe.attributes:
+    attributes = int.from_bytes(report.attributes, "big")
+    if attributes & int.from_bytes(qe.attributes_mask, "big") != int.from_bytes(
+        qe.attributes, "big"
+    ):
         raise VerificationError(
             f"QE ATTRIBUTES {report.attributes.hex()} do not match the QE identity "
             f"({qe.attributes.hex()} under mask {qe.attributes_mask.hex()})",
@@ -111,15 +113,23 @@ def check_tdx_module_identity(info: TcbInfo, td: TdReport, *, fmt: str) -> Modul
             f"{expected.mrsigner.hex()}",
             code=code,
         )
-    for i, (actual, want, mask) in enumerate(
-        zip(td.seam_attributes, expected.attributes, expected.attributes_mask, strict=True)
-    ):
-        if actual & mask != want & mask or actual & ~mask & 0xFF:
-            raise VerificationError(
-                f"SEAMATTRIBUTES {td.seam_attributes.hex()} do not match the TDX module "
-                f"identity (byte {i})",
-                code=code,
+    # Under the mask the attributes are the expected ones; outside it they are zero.
+    actual = int.from_bytes(td.seam_attributes, "big")
+    want = int.from_bytes(expected.attributes, "big")
+    mask = int.from_bytes(expected.attributes_mask, "big")
+    if actual & mask != want & mask or actual & ~mask:
+        i = next(
+            i
+            for i, (a, w, m) in enumerate(
+                zip(td.seam_attributes, expected.attributes, expected.attributes_mask, strict=True)
             )
+            if a & m != w & m or a & ~m & 0xFF
+        )
+        raise VerificationError(
+            f"SEAMATTRIBUTES {td.seam_attributes.hex()} do not match the TDX module "
+            f"identity (byte {i})",
+            code=code,
+        )
     return identity
 
 
