@@ -69,6 +69,7 @@ class Cert:
         "not_after",
         "not_before",
         "serial",
+        "serial_der",
         "signature",
         "signature_oid",
         "subject",
@@ -92,6 +93,7 @@ class Cert:
         self.cert = cert
         # Decoded once (cryptography builds a new object on every access).
         self.serial: int = cert.serial_number
+        self.serial_der: bytes | None = _der_integer(self.serial) if self.serial > 0 else None
         self.signature: bytes = cert.signature
         self.signature_oid: x509.ObjectIdentifier = cert.signature_algorithm_oid
         self.tbs = tbs
@@ -136,6 +138,16 @@ class Cert:
             raise VerificationError(f"{what}: public key is not ECDSA P-256", code=code)
         self._key = key
         return key
+
+
+def _der_integer(n: int) -> bytes:
+    """The DER encoding (tag, minimal length, minimal content) of a positive INTEGER."""
+    content = n.to_bytes(n.bit_length() // 8 + 1, "big")
+    size = len(content)
+    if size < 0x80:
+        return bytes((0x02, size)) + content
+    size_bytes = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes((0x02, 0x80 | len(size_bytes))) + size_bytes + content
 
 
 _CERTS_LOCK = threading.Lock()
@@ -265,6 +277,11 @@ class CrlInfo(NamedTuple):
     next_update: datetime
 
     def is_revoked(self, cert: Cert, *, fmt: str) -> bool:
+        # An entry revoking a positive serial holds its minimal DER INTEGER byte for byte
+        # (cryptography loads only DER CRLs and compares exactly these bytes), so if the CRL
+        # does not contain them nothing in it revokes the certificate: skip the entry walk.
+        if cert.serial_der is not None and cert.serial_der not in self.der:
+            return False
         try:
             entry = self.crl.get_revoked_certificate_by_serial_number(cert.serial)
         except ValueError as e:
