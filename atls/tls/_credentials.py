@@ -265,8 +265,7 @@ class AttestedCredentials:
             return Collateral()
         with self._staple_lock:
             cur = self._stapled
-        if cur is None:
-            # the default source (the attester's own collateral) at the first mint
+        if cur is None:  # pragma: no cover - the constructor took the first staple
             cur = self.refresh_collateral()
         return cur
 
