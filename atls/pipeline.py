@@ -183,54 +183,67 @@ class _AuthenticationCache:
 
     A static-mode server presents the same certificate to every client, so re-verifying its
     evidence on each handshake repeats identical work. An entry is reused only for the same
-    certificate DER and nonce, for at most ``ttl`` seconds after it was verified, never for a
-    verification time before that, and only while the certificate itself is valid; failures
-    are never cached, and the policy is evaluated on every use.
+    certificate DER and nonce, verified against the very same trust store, collateral and
+    formats (compared by identity), for at most ``ttl`` seconds after it was verified, never
+    for a verification time before that, and only while the certificate itself is valid;
+    failures are never cached, and the policy is evaluated on every use.
     """
 
     def __init__(self, ttl: float, size: int = 256) -> None:
         self.ttl = _dt.timedelta(seconds=ttl)
         self.size = size
-        self._entries: OrderedDict[
-            tuple[bytes, bytes], tuple[_dt.datetime, _dt.datetime, _dt.datetime, Verified, str]
-        ] = OrderedDict()
+        self._entries: OrderedDict[tuple[bytes, bytes], _CacheEntry] = OrderedDict()
         self._lock = threading.Lock()
 
     @staticmethod
     def key(cert_der: bytes, nonce: bytes) -> tuple[bytes, bytes]:
         return hashlib.sha256(cert_der).digest(), bytes(nonce)
 
-    def get(self, key: tuple[bytes, bytes], at: _dt.datetime) -> tuple[Verified, str] | None:
+    def get(
+        self, key: tuple[bytes, bytes], at: _dt.datetime, context: tuple[object, ...]
+    ) -> tuple[Verified, str] | None:
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
+            e = self._entries.get(key)
+            if e is None:
                 return None
-            verified_at, not_before, not_after, verified, binding = entry
-            if not (verified_at <= at <= verified_at + self.ttl and not_before <= at <= not_after):
+            fresh = e.verified_at <= at <= e.verified_at + self.ttl
+            if not (
+                fresh
+                and e.not_before <= at <= e.not_after
+                and len(e.context) == len(context)
+                and all(a is b for a, b in zip(e.context, context, strict=True))
+            ):
                 del self._entries[key]
                 return None
             self._entries.move_to_end(key)
-            return verified, binding
+            return e.verified, e.binding
 
     def put(
         self,
         key: tuple[bytes, bytes],
         at: _dt.datetime,
+        context: tuple[object, ...],
         cert: x509.Certificate,
         verified: Verified,
         binding: str,
     ) -> None:
         with self._lock:
-            self._entries[key] = (
-                at,
-                cert.not_valid_before_utc,
-                cert.not_valid_after_utc,
-                verified,
-                binding,
+            self._entries[key] = _CacheEntry(
+                at, cert.not_valid_before_utc, cert.not_valid_after_utc, context, verified, binding
             )
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:
                 self._entries.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class _CacheEntry:
+    verified_at: _dt.datetime
+    not_before: _dt.datetime
+    not_after: _dt.datetime
+    context: tuple[object, ...]
+    verified: Verified
+    binding: str
 
 
 class AttestationVerifier:
@@ -286,13 +299,16 @@ class AttestationVerifier:
     ) -> Accepted:
         cache = self._cache
         hit = None
+        # what an authentication depends on besides the bytes (attributes may be replaced)
+        context = (self.trust, self.collateral, self.formats, self.allow_simulated, self.fresh)
         if cache is not None:
             key = cache.key(cert_der, nonce)
-            hit = cache.get(key, at)
+            hit = cache.get(key, at, context)
         if hit is None:
             verified, binding = self.authenticate_certificate(cert_der, nonce=nonce, at=at)
             if cache is not None:
-                cache.put(key, at, x509.load_der_x509_certificate(cert_der), verified, binding)
+                cert = x509.load_der_x509_certificate(cert_der)
+                cache.put(key, at, context, cert, verified, binding)
         else:
             verified, binding = hit
         # 6. the policy judges the verified claims

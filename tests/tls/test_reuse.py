@@ -113,3 +113,23 @@ def test_fresh_mode_nonces_are_separate_entries():
         av.verify_certificate(der, nonce=n2, at=T0)  # replayed to another client
     assert ei.value.code == "binding.nonce_mismatch"
     assert fmt.calls == 2
+
+
+def test_replacing_trust_or_collateral_invalidates_reuse():
+    from atls.collateral import Collateral
+
+    fmt = CountingFormat()
+    av = _verifier(fmt)
+    der = _cert()
+    av.verify_certificate(der, nonce=b"", at=T0)
+    av.verify_certificate(der, nonce=b"", at=T0)
+    assert fmt.calls == 1
+    av.trust = TrustStore()  # another store, even an equal one: verified again
+    av.verify_certificate(der, nonce=b"", at=T0)
+    assert fmt.calls == 2
+    av.collateral = Collateral()
+    av.verify_certificate(der, nonce=b"", at=T0)
+    assert fmt.calls == 3
+    av.allow_simulated = True
+    av.verify_certificate(der, nonce=b"", at=T0)
+    assert fmt.calls == 4
