@@ -16,7 +16,7 @@ if [ ! -f "$dest/linux-image/boot/vmlinuz-6.1.0-56-cloud-amd64" ]; then
     deb=linux-image-6.1.0-56-cloud-amd64_6.1.192-2_amd64.deb
     if apt-get download -qq linux-image-6.1.0-56-cloud-amd64=6.1.192-2 \
         || python3 -c "import urllib.request,sys; urllib.request.urlretrieve(sys.argv[1], sys.argv[2])" \
-            "http://deb.debian.org/debian-security/pool/updates/main/l/linux/$deb" "$deb"; then
+            "http://deb.debian.org/debian-security/pool/updates/main/l/linux-signed-amd64/$deb" "$deb"; then
         dpkg-deb -x "$deb" "$dest/linux-image"
     else
         echo "CI: could not fetch $deb; the Debian kernel vectors will skip" >&2
