@@ -111,11 +111,15 @@ class DstackEvidence:
     and what is merely asserted."""
 
     verified: Verified
-    events: Mapping[str, Any]
     attestation: DstackAttestation
     issuer_asserted: Mapping[str, Any]
     checks: tuple[str, ...]
     unchecked: tuple[str, ...]
+
+    @property
+    def events(self) -> Mapping[str, Any]:
+        """The replayed runtime events (``verified.claims["events"]``)."""
+        return MappingProxyType(dict(self.verified.claims["events"]))
 
 
 @dataclass(frozen=True)
@@ -123,16 +127,15 @@ class DstackAccepted(Accepted):
     """:class:`~atls.policy.Accepted` plus the replayed dstack events (attested: they replay
     to the quote's RTMR3) and the issuer-asserted values (not attested)."""
 
-    events: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     issuer_asserted: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
-    def claims(self) -> Mapping[str, Any]:
-        return MappingProxyType({**self.verified.claims, "events": dict(self.events)})
+    def events(self) -> Mapping[str, Any]:
+        """The replayed runtime events (part of the verified claims)."""
+        return MappingProxyType(dict(self.verified.claims.get("events", {})))
 
     def to_json(self) -> dict[str, Any]:
         out = super().to_json()
-        out["claims"]["events"] = dict(self.events)
         out["issuer_asserted"] = dict(self.issuer_asserted)
         return out
 
@@ -311,25 +314,23 @@ def verify_dstack_tdx(
                 "the attestation's runtime_events differ from the event log's RTMR3 events",
                 code="dstack.runtime_events",
             )
-    events = verify_dstack_events(events)
-    # 7. RTMR3 replay equals the quote's
-    rtmr3 = replay_dstack(events)[3]
-    if rtmr3.hex() != c.get("rtmr3"):
+    # 7-8. RTMR3 replayed from the log (digests recomputed from the payloads) equals the
+    # quote's; the runtime events then become claims of the verified quote
+    try:
+        verified = with_dstack_events(verified, events, registers=("rtmr3",))
+    except VerificationError as e:
+        if e.code != "eventlog.replay_mismatch":
+            raise
         raise VerificationError(
-            f"RTMR3 replayed from the event log ({rtmr3.hex()[:16]}...) differs from the "
-            f"quote's ({str(c.get('rtmr3'))[:16]}...)",
+            f"RTMR3 replayed from the event log differs from the quote's: {e.message}",
             code="dstack.rtmr3_mismatch",
-        )
+        ) from e
     checks.append("rtmr3_replay")
-    # 8. runtime events as claims of the verified quote (identity events unique)
-    verified = with_dstack_events(verified, events, registers=("rtmr3",))
-    ev_claims = verified.claims["events"]
     asserted: dict[str, Any] = {}
     if att.config:
         asserted["vm_config"] = _vm_config(att.config)
     return DstackEvidence(
         verified=verified,
-        events=MappingProxyType(ev_claims),
         attestation=att,
         issuer_asserted=MappingProxyType(asserted),
         checks=tuple(checks),
@@ -340,19 +341,14 @@ def verify_dstack_tdx(
 def evaluate_with_events(
     policy: Policy,
     verified: Verified,
-    events: Mapping[str, Any],
     *,
     binding: str,
     issuer_asserted: Mapping[str, Any] | None = None,
     unchecked: Sequence[str] = (),
 ) -> DstackAccepted:
-    """Evaluate ``policy`` over the verified quote, whose claims carry the replayed
-    ``events`` (:func:`~atls.evidence.eventlog.with_dstack_events`): the ``[tdx] events``
-    rule is the policy's own."""
-    if verified.claims.get("events") != dict(events):
-        raise VerificationError(
-            "the events to evaluate are not the verified evidence's", code="dstack.event_log"
-        )
+    """Evaluate ``policy`` over the verified quote, whose claims carry the replayed runtime
+    events (:func:`~atls.evidence.eventlog.with_dstack_events`; the ``[tdx] events`` rule is
+    the policy's own), keeping the issuer-asserted values and notes beside it."""
     accepted = policy.evaluate(verified, binding=binding)
     notes = [*accepted.unchecked, *(u for u in unchecked if u not in accepted.unchecked)]
     return DstackAccepted(
@@ -360,7 +356,6 @@ def evaluate_with_events(
         accepted.policy,
         accepted.binding,
         tuple(notes),
-        events=MappingProxyType(dict(events)),
         issuer_asserted=MappingProxyType(dict(issuer_asserted or {})),
     )
 
@@ -462,7 +457,6 @@ class DstackVerifier(ProfileBase):
         return evaluate_with_events(
             self.policy,
             result.verified,
-            result.events,
             binding=BINDING,
             issuer_asserted=asserted,
             unchecked=[*result.unchecked, *unchecked],
