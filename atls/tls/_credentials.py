@@ -265,8 +265,7 @@ class AttestedCredentials:
             return Collateral()
         with self._staple_lock:
             cur = self._stapled
-        if cur is None:  # pragma: no cover - the constructor took the first staple
-            cur = self.refresh_collateral()
+        assert cur is not None, "the constructor takes the first staple"
         return cur
 
     def _background_refresh(self) -> None:

@@ -14,6 +14,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -190,6 +191,18 @@ def _timeout(seconds: float) -> httpx.Timeout:
     return httpx.Timeout(seconds)
 
 
+def _client_options(verify: TlsVerify, timeout: float) -> dict[str, Any]:
+    """The settings both transports give their httpx client: TLS verification that cannot
+    be turned off, timeouts, at most five redirects, the atls User-Agent."""
+    return {
+        "verify": make_ssl_context(verify),
+        "timeout": _timeout(timeout),
+        "follow_redirects": True,
+        "max_redirects": 5,
+        "headers": {"User-Agent": USER_AGENT},
+    }
+
+
 @dataclass
 class SyncTransport:
     """Blocking GETs through one :class:`httpx.Client`."""
@@ -203,13 +216,7 @@ class SyncTransport:
     def __post_init__(self) -> None:
         self._owned = self.client is None
         if self.client is None:
-            self.client = httpx.Client(
-                verify=make_ssl_context(self.verify),
-                timeout=_timeout(self.timeout),
-                follow_redirects=True,
-                max_redirects=5,
-                headers={"User-Agent": USER_AGENT},
-            )
+            self.client = httpx.Client(**_client_options(self.verify, self.timeout))
 
     def close(self) -> None:
         if self._owned and self.client is not None:
@@ -266,13 +273,7 @@ class AsyncTransport:
     def __post_init__(self) -> None:
         self._owned = self.client is None
         if self.client is None:
-            self.client = httpx.AsyncClient(
-                verify=make_ssl_context(self.verify),
-                timeout=_timeout(self.timeout),
-                follow_redirects=True,
-                max_redirects=5,
-                headers={"User-Agent": USER_AGENT},
-            )
+            self.client = httpx.AsyncClient(**_client_options(self.verify, self.timeout))
 
     async def aclose(self) -> None:
         if self._owned and self.client is not None:
