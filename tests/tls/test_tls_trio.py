@@ -169,8 +169,12 @@ async def test_garbage_client_does_not_stop_the_server():
         await junk.send_all(b"\x16\x03\x01\xff\xff" + b"garbage" * 100)
         await junk.aclose()
         s = await open_attested_stream("127.0.0.1", port, verifier=verifier())
-        await s.aclose()
+        async with s:
+            assert s.attestation is not None
+            await s.send_all(b"still serving")
+            assert await s.receive_some() == b"still serving"
         n.cancel_scope.cancel()
+    assert rec.received == b"still serving"  # the garbage never reached a handler
 
 
 async def test_check_two_way_stream():
