@@ -108,11 +108,19 @@ def load_policy_option(path: str | None) -> Policy:
     return Policy.default() if path is None else load_policy(path)
 
 
-def load_collateral_option(paths: Sequence[str], trust_dir: str | None = None) -> Collateral:
+def load_collateral_option(
+    paths: Sequence[str], trust_dir: str | None = None, *, allow_simulated: bool = False
+) -> Collateral:
     """``--collateral`` inputs, plus the intermediate certificates (ASK/ASVK, ...) that
     ``atls trust fetch`` saved in the trust directory (``--trust-dir`` or the default one).
-    Intermediates are collateral, not anchors: verifiers still chain them to a pinned root."""
+    Intermediates are collateral, not anchors: verifiers still chain them to a pinned root.
+    With ``--allow-simulated`` also the simulated TEE's collateral, as public as its roots
+    (servers of the foreign profiles staple none)."""
     coll = load_collateral(paths) if paths else Collateral()
+    if allow_simulated:
+        from atls.testing.demo import demo_collateral
+
+        coll = coll.merged(demo_collateral())
     d = Path(trust_dir) if trust_dir is not None else default_trust_dir()
     if d.is_dir():
         from atls.trust._store import _self_issued

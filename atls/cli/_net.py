@@ -277,16 +277,6 @@ def _verifier(
     )
 
 
-def _with_demo_collateral(collateral: Collateral, allow_simulated: bool) -> Collateral:
-    """With --allow-simulated, the simulated TEE's collateral too (servers of the foreign
-    profiles do not staple theirs)."""
-    if not allow_simulated:
-        return collateral
-    from atls.testing.demo import demo_collateral
-
-    return collateral.merged(demo_collateral())
-
-
 def _secretvm_verifier(
     host: str,
     attestation_port: int,
@@ -343,7 +333,7 @@ def fetch_attestation(
         profile,
         policy=Policy.default(),
         trust=trust,
-        collateral=_with_demo_collateral(collateral, allow_simulated),
+        collateral=collateral,
         allow_simulated=allow_simulated,
     )
 
@@ -416,8 +406,8 @@ def connect_cmd(
             profile,
             policy=load_policy_option(policy_path),
             trust=load_trust(trust_dir, allow_simulated=allow_simulated),
-            collateral=_with_demo_collateral(
-                load_collateral_option(collateral, trust_dir), allow_simulated
+            collateral=load_collateral_option(
+                collateral, trust_dir, allow_simulated=allow_simulated
             ),
             allow_simulated=allow_simulated,
             fresh=False if static else None,

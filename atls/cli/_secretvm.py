@@ -71,11 +71,7 @@ def attest_secretvm(
     from atls.pipeline import _spki_of, judge
     from atls.tls.https import get_over_one_connection
 
-    coll = load_collateral_option(collateral, trust_dir)
-    if allow_simulated:
-        from atls.testing.demo import demo_collateral
-
-        coll = coll.merged(demo_collateral())
+    coll = load_collateral_option(collateral, trust_dir, allow_simulated=allow_simulated)
     policy = load_policy_option(policy_path)
     try:
         rows = load_registry(Path(registry).read_text()) if registry else None

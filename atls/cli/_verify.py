@@ -210,11 +210,7 @@ def verify_cmd(
             raise ConfigurationError(f"{', '.join(given)} need(s) --fetch", code="usage.fetch")
         stale = parse_duration(allow_stale_for) if allow_stale_for else None
         data = read_evidence(evidence)
-        coll = load_collateral_option(collateral, trust_dir)
-        if allow_simulated:  # the simulated TEE's collateral is as public as its roots
-            from atls.testing.demo import demo_collateral
-
-            coll = coll.merged(demo_collateral())
+        coll = load_collateral_option(collateral, trust_dir, allow_simulated=allow_simulated)
         trust = load_trust(
             trust_dir, allow_simulated=allow_simulated, found_in=input_certificates(data, coll)
         )
@@ -383,7 +379,7 @@ def policy_init(
         return
     assert source is not None
     try:
-        coll = load_collateral_option(collateral, trust_dir)
+        coll = load_collateral_option(collateral, trust_dir, allow_simulated=allow_simulated)
         when = parse_at(at)
         if Path(source).exists():
             data = read_evidence(source)
